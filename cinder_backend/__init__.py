@@ -1,0 +1,1 @@
+"""Cinder side: resignature LVHD SRs on cloned volumes."""

@@ -1,0 +1,1 @@
+"""nova-xenapi-resign: SR naming, live migration and resignature for XenAPI."""

@@ -1,0 +1,111 @@
+"""The one exception hierarchy of nova-xenapi-resign.
+
+Every error carries a message template (``msg_fmt``) filled from keyword
+arguments, in the style of os-brick's ``BrickException``: the keywords are kept
+on the instance (``exc.kwargs``) so callers and tests can inspect the device,
+field, found and expected values without parsing the text.
+
+``exit_code`` tells the command line how to end: 1 for an error, 3 for a
+refusal made to protect data (nothing was written).
+"""
+
+from __future__ import annotations
+
+import logging
+
+LOG = logging.getLogger(__name__)
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_REFUSED = 3
+
+
+class ResignException(Exception):
+    """Base class: a message template filled from keyword arguments."""
+
+    msg_fmt = "An unknown error occurred."
+    exit_code = EXIT_ERROR
+
+    def __init__(self, message: str | None = None, **kwargs: object) -> None:
+        self.kwargs = kwargs
+        if message is None:
+            try:
+                message = self.msg_fmt % kwargs
+            except (KeyError, TypeError, ValueError):
+                # A template that cannot be filled must not hide the real
+                # error: log it and fall back to the raw template plus args.
+                LOG.exception("Cannot format %s message; kwargs: %s",
+                              type(self).__name__, sorted(kwargs))
+                message = "%s (%r)" % (self.msg_fmt, kwargs)
+        self.msg = message
+        super().__init__(message)
+
+
+# --- Input and naming -------------------------------------------------------
+
+class InvalidInput(ResignException):
+    msg_fmt = "Invalid input: %(reason)s"
+
+
+class InvalidConnectionData(InvalidInput):
+    msg_fmt = ("Invalid connection data: %(field)s %(reason)s "
+               "(connection data: %(data)s)")
+
+
+# --- On-disk formats ----------------------------------------------------------
+
+class FormatError(ResignException):
+    """A structure on a device or in a buffer is not what the format says.
+
+    Every format error names the device, the structure, the byte offset and
+    what was expected versus what was found.
+    """
+
+    msg_fmt = ("%(device)s: %(structure)s at byte %(offset)s: "
+               "expected %(expected)s, found %(found)s")
+
+    def __init__(self, message: str | None = None, *,
+                 device: str = "<buffer>", structure: str = "data",
+                 offset: int | str = "?", expected: object = "?",
+                 found: object = "?", **kwargs: object) -> None:
+        super().__init__(message, device=device, structure=structure,
+                         offset=offset, expected=expected, found=found,
+                         **kwargs)
+
+
+class LvmLabelError(FormatError):
+    """The LVM2 label sector or pv_header is missing or corrupt."""
+
+
+class LvmMetadataError(FormatError):
+    """An LVM2 metadata area header or its raw locations are corrupt."""
+
+
+class LvmTextError(FormatError):
+    """LVM2 metadata text does not follow the libdm config grammar."""
+
+
+class VhdFormatError(FormatError):
+    """A VHD footer, header or parent locator is corrupt."""
+
+
+class SrMetadataError(FormatError):
+    """The MGT (XSSM) SR metadata volume is corrupt."""
+
+
+# --- Devices ------------------------------------------------------------------
+
+class DeviceError(ResignException):
+    msg_fmt = "%(device)s: %(reason)s"
+
+
+class UnsafeOperation(ResignException):
+    """Refused to protect data: nothing was written."""
+
+    msg_fmt = "Refused on %(device)s: %(reason)s"
+    exit_code = EXIT_REFUSED
+
+
+class DeviceInUse(UnsafeOperation):
+    msg_fmt = ("Refused on %(device)s: the device is in use (%(reason)s); "
+               "detach it from every host and deactivate its LVs first")

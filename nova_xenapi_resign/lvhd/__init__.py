@@ -1,0 +1,1 @@
+"""LVHD on-disk formats: pure parsers and serializers, one device layer."""

@@ -1,0 +1,1 @@
+"""Embedded XAPI: XML-RPC pools over a shared SAN of LUN image files."""

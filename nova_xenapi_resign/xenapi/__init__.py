@@ -1,0 +1,1 @@
+"""XAPI-facing logic for Nova's XenAPI driver."""
