@@ -41,7 +41,7 @@ class ResignException(Exception):
         super().__init__(message)
 
 
-# --- Input and naming -------------------------------------------------------
+# --- Input and naming ---
 
 class InvalidInput(ResignException):
     msg_fmt = "Invalid input: %(reason)s"
@@ -52,7 +52,7 @@ class InvalidConnectionData(InvalidInput):
                "(connection data: %(data)s)")
 
 
-# --- On-disk formats ----------------------------------------------------------
+# --- On-disk formats ---
 
 class FormatError(ResignException):
     """A structure on a device or in a buffer is not what the format says.
@@ -93,7 +93,7 @@ class SrMetadataError(FormatError):
     """The MGT (XSSM) SR metadata volume is corrupt."""
 
 
-# --- Devices ------------------------------------------------------------------
+# --- Devices ---
 
 class DeviceError(ResignException):
     msg_fmt = "%(device)s: %(reason)s"
