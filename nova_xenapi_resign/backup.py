@@ -1,0 +1,227 @@
+"""Pre-write backups of a device, their restore, and the original view.
+
+Before the first write of a resignature every byte range it will overwrite
+(plus the whole LVM metadata region) is copied into one backup file, which
+is fsynced together with its directory.  The file serves three purposes:
+
+* ``xenapi-resign restore`` puts the original bytes back;
+* a resignature interrupted half-way (a crash, a torn sector) is resumed by
+  reading the device *through* the backup (:class:`OriginalView`): every
+  range the run may have changed reads as it was, so the plan is computed
+  from exactly the original state and the rerun ends with the same bytes
+  as an uninterrupted run;
+* the header records what was done (source identity, target, ranges with
+  their sha256), so an operator can tell what a file is for.
+
+File layout: a magic line, one line of JSON (the header), then the raw
+bytes of each range in header order.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import re
+import time
+from collections.abc import Iterable
+
+from nova_xenapi_resign import exception
+from nova_xenapi_resign.lvhd import device as device_mod
+
+MAGIC = b"XENAPI-RESIGN-BACKUP 1\n"
+SUFFIX = ".resign-backup"
+
+
+@dataclasses.dataclass(frozen=True)
+class Range:
+    offset: int
+    length: int
+    sha256: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Backup:
+    """A backup file's header and where its data starts."""
+
+    path: str
+    device: str
+    device_size: int
+    target_sr_uuid: str
+    source_vg_name: str
+    source_pv_id: str
+    created: float
+    ranges: tuple[Range, ...]
+    data_offset: int
+
+    def covers(self, offset: int, length: int) -> bool:
+        return any(r.offset <= offset and offset + length <= r.offset
+                   + r.length for r in self.ranges)
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
+
+
+def backup_path(backup_dir: str, source_pv_id: str, target: str) -> str:
+    """Where the backup of one (source PV, target SR) resignature lives.
+
+    Keyed by both, so a resume finds it from the original label and the
+    target, and two targets for one clone never share a file.
+    """
+    return os.path.join(backup_dir, "%s-%s%s" % (
+        _safe(source_pv_id), _safe(target), SUFFIX))
+
+
+def merge_ranges(ranges: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Sorted, coalesced (offset, length) ranges."""
+    merged: list[list[int]] = []
+    for offset, length in sorted(ranges):
+        if merged and offset <= merged[-1][0] + merged[-1][1]:
+            end = max(merged[-1][0] + merged[-1][1], offset + length)
+            merged[-1][1] = end - merged[-1][0]
+        else:
+            merged.append([offset, length])
+    return [(o, n) for o, n in merged]
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_backup(dev: device_mod.Device, path: str, *, target_sr_uuid: str,
+                 source_vg_name: str, source_pv_id: str,
+                 ranges: Iterable[tuple[int, int]]) -> Backup:
+    """Copy ``ranges`` of ``dev`` into ``path``, durably.
+
+    Written to a temporary name, fsynced, renamed and the directory fsynced:
+    a crash leaves either no backup or a complete one.  An existing backup
+    for the same key is kept (it holds the *original* bytes of an earlier,
+    interrupted run) and returned instead.
+    """
+    if os.path.exists(path):
+        return read_backup(path)
+    directory = os.path.dirname(path) or "."
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    chunks = []
+    header_ranges = []
+    for offset, length in merge_ranges(ranges):
+        data = dev.read(offset, length)
+        chunks.append(data)
+        header_ranges.append({"offset": offset, "length": length,
+                              "sha256": hashlib.sha256(data).hexdigest()})
+    header = {"device": dev.path, "device_size": dev.size,
+              "target_sr_uuid": target_sr_uuid,
+              "source_vg_name": source_vg_name,
+              "source_pv_id": source_pv_id, "created": time.time(),
+              "ranges": header_ranges}
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(MAGIC)
+        f.write(json.dumps(header, sort_keys=True).encode() + b"\n")
+        for data in chunks:
+            f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.rename(tmp, path)
+    _fsync_dir(directory)
+    return read_backup(path)
+
+
+def _bad(path: str, reason: str) -> exception.BackupError:
+    return exception.BackupError(path=path, reason=reason)
+
+
+def read_backup(path: str) -> Backup:
+    """Read and check a backup file's header (not its data)."""
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(len(MAGIC))
+            line = f.readline(1 << 20)
+            data_offset = f.tell()
+            size = os.fstat(f.fileno()).st_size
+    except OSError as exc:
+        raise _bad(path, "cannot read: %s" % exc.strerror)
+    if magic != MAGIC:
+        raise _bad(path, "not a xenapi-resign backup (magic %r)" % magic)
+    try:
+        header = json.loads(line)
+        ranges = tuple(Range(int(r["offset"]), int(r["length"]),
+                             str(r["sha256"])) for r in header["ranges"])
+        backup = Backup(path=path, device=str(header["device"]),
+                        device_size=int(header["device_size"]),
+                        target_sr_uuid=str(header["target_sr_uuid"]),
+                        source_vg_name=str(header["source_vg_name"]),
+                        source_pv_id=str(header["source_pv_id"]),
+                        created=float(header["created"]), ranges=ranges,
+                        data_offset=data_offset)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise _bad(path, "corrupt header: %s" % exc)
+    if data_offset + sum(r.length for r in ranges) != size:
+        raise _bad(path, "truncated: %d bytes of range data expected, %d "
+                   "present" % (sum(r.length for r in ranges),
+                                size - data_offset))
+    return backup
+
+
+def range_data(backup: Backup) -> list[tuple[Range, bytes]]:
+    """Every range with its original bytes, checked against its sha256."""
+    out = []
+    with open(backup.path, "rb") as f:
+        f.seek(backup.data_offset)
+        for r in backup.ranges:
+            data = f.read(r.length)
+            if hashlib.sha256(data).hexdigest() != r.sha256:
+                raise _bad(backup.path, "range at byte %d fails its sha256"
+                           % r.offset)
+            out.append((r, data))
+    return out
+
+
+def restore(dev: device_mod.Device, backup: Backup) -> int:
+    """Write the original bytes back; return the number of bytes written."""
+    if dev.size != backup.device_size:
+        raise exception.UnsafeOperation(
+            device=dev.path,
+            reason="backup %s is of a %d-byte device, this one has %d bytes"
+            % (backup.path, backup.device_size, dev.size))
+    written = 0
+    for r, data in range_data(backup):
+        dev.write(r.offset, data)
+        written += len(data)
+    dev.fsync()
+    return written
+
+
+class OriginalView(object):
+    """Read-only view of a device as it was before a resignature began.
+
+    Reads inside backed-up ranges come from the backup; everything else
+    from the device (a resignature never writes outside the ranges it
+    backed up).  Quacks like :class:`~.device.Device` for readers.
+    """
+
+    def __init__(self, dev: device_mod.Device, backup: Backup) -> None:
+        self._dev = dev
+        self.path = dev.path
+        self.size = dev.size
+        self._ranges = range_data(backup)
+
+    @property
+    def bytes_read(self) -> int:
+        return self._dev.bytes_read
+
+    def read(self, offset: int, length: int) -> bytes:
+        buf = bytearray(self._dev.read(offset, length))
+        end = offset + length
+        for r, data in self._ranges:
+            lo, hi = max(offset, r.offset), min(end, r.offset + r.length)
+            if lo < hi:
+                buf[lo - offset:hi - offset] = data[lo - r.offset:
+                                                    hi - r.offset]
+        return bytes(buf)
