@@ -1,0 +1,220 @@
+"""The only code that opens, reads, writes or fsyncs a device or image.
+
+A :class:`Device` is a LUN: a block device or an image file.  Writing a
+block device opens it ``O_EXCL``, so a device held by device-mapper (an
+active LV), mounted, or exclusively opened by anyone else is refused with
+:class:`~nova_xenapi_resign.exception.DeviceInUse` before anything is
+written.  Writes must be whole 512-byte sectors; they all go through
+:meth:`Device.write`, so a fault injecting subclass can fail after the
+k-th write by overriding that one method.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import stat
+import struct
+
+from nova_xenapi_resign import exception
+
+SECTOR_SIZE = 512
+#: ioctl BLKGETSIZE64 = _IOR(0x12, 114, size_t)
+BLKGETSIZE64 = 0x80081272
+
+
+class Device(object):
+    """An opened image file or block device.
+
+    ``bytes_read``, ``bytes_written`` and ``writes`` (number of write
+    calls) count the I/O done through this object.
+    """
+
+    def __init__(self, path: str, writable: bool = False) -> None:
+        self.path = str(path)
+        self.writable = bool(writable)
+        self.bytes_read = 0
+        self.bytes_written = 0
+        self.writes = 0
+        self.reads = 0
+        self._fd = None
+        try:
+            st = os.stat(self.path)
+        except OSError as exc:
+            raise exception.DeviceError(device=self.path,
+                                        reason="cannot stat: %s"
+                                        % exc.strerror)
+        if stat.S_ISBLK(st.st_mode):
+            self.is_block = True
+        elif stat.S_ISREG(st.st_mode):
+            self.is_block = False
+        else:
+            raise exception.DeviceError(
+                device=self.path,
+                reason="not a block device or regular file")
+        flags = os.O_CLOEXEC
+        if self.writable:
+            flags |= os.O_RDWR
+            if self.is_block:
+                flags |= os.O_EXCL
+        else:
+            flags |= os.O_RDONLY
+        try:
+            self._fd = os.open(self.path, flags)
+        except OSError as exc:
+            if exc.errno == errno.EBUSY:
+                raise exception.DeviceInUse(
+                    device=self.path,
+                    reason="exclusive open failed: %s (held by device-"
+                    "mapper, mounted or opened exclusively)" % exc.strerror)
+            raise exception.DeviceError(device=self.path,
+                                        reason="cannot open: %s"
+                                        % exc.strerror)
+        st = os.fstat(self._fd)
+        self._stat = st
+        try:
+            self.size = self._get_size()
+        except BaseException:
+            self.close()
+            raise
+
+    # --- helpers -------------------------------------------------------------
+
+    def _get_size(self) -> int:
+        if not self.is_block:
+            return self._stat.st_size
+        try:
+            buf = fcntl.ioctl(self._fd, BLKGETSIZE64, b"\0" * 8)
+            return struct.unpack("<Q", buf)[0]
+        except OSError:
+            return os.lseek(self._fd, 0, os.SEEK_END)
+
+    def _check_open(self) -> int:
+        if self._fd is None:
+            raise exception.DeviceError(device=self.path,
+                                        reason="device is closed")
+        return self._fd
+
+    @property
+    def closed(self) -> bool:
+        return self._fd is None
+
+    def identity(self) -> tuple:
+        """A cheap identity for locking.
+
+        ("blk", st_rdev) for a block device, ("file", st_dev, st_ino) for
+        an image file.
+        """
+        if self.is_block:
+            return ("blk", self._stat.st_rdev)
+        return ("file", self._stat.st_dev, self._stat.st_ino)
+
+    # --- I/O -------------------------------------------------------------
+
+    def read(self, offset: int, length: int) -> bytes:
+        """Exactly ``length`` bytes at ``offset``.
+
+        Reading past the end of the device is a ``DeviceError``.
+        """
+        fd = self._check_open()
+        if offset < 0 or length < 0:
+            raise exception.DeviceError(
+                device=self.path,
+                reason="bad read of %d bytes at %d" % (length, offset))
+        if offset + length > self.size:
+            raise exception.DeviceError(
+                device=self.path,
+                reason="read of %d bytes at %d is past the end of the "
+                "device (%d bytes)" % (length, offset, self.size))
+        chunks = []
+        done = 0
+        while done < length:
+            try:
+                chunk = os.pread(fd, length - done, offset + done)
+            except OSError as exc:
+                raise exception.DeviceError(
+                    device=self.path, reason="read at %d failed: %s"
+                    % (offset + done, exc.strerror))
+            if not chunk:
+                raise exception.DeviceError(
+                    device=self.path,
+                    reason="short read: %d of %d bytes at %d"
+                    % (done, length, offset))
+            chunks.append(chunk)
+            done += len(chunk)
+        self.bytes_read += length
+        self.reads += 1
+        return b"".join(chunks)
+
+    def write(self, offset: int, data: bytes) -> None:
+        """Write whole sectors at a sector aligned offset.
+
+        The one write path: override it (and call ``super().write``) to
+        inject faults.  Counters change only after a complete write.
+        """
+        fd = self._check_open()
+        if not self.writable:
+            raise exception.DeviceError(device=self.path,
+                                        reason="device opened read-only")
+        data = bytes(data)
+        if offset < 0 or offset % SECTOR_SIZE or len(data) % SECTOR_SIZE:
+            raise exception.DeviceError(
+                device=self.path,
+                reason="unaligned write of %d bytes at %d (must be whole "
+                "%d-byte sectors)" % (len(data), offset, SECTOR_SIZE))
+        if offset + len(data) > self.size:
+            raise exception.DeviceError(
+                device=self.path,
+                reason="write of %d bytes at %d is past the end of the "
+                "device (%d bytes)" % (len(data), offset, self.size))
+        view = memoryview(data)
+        done = 0
+        while done < len(data):
+            try:
+                n = os.pwrite(fd, view[done:], offset + done)
+            except OSError as exc:
+                raise exception.DeviceError(
+                    device=self.path, reason="write at %d failed: %s"
+                    % (offset + done, exc.strerror))
+            if n <= 0:
+                raise exception.DeviceError(
+                    device=self.path, reason="short write at %d"
+                    % (offset + done))
+            done += n
+        self.bytes_written += len(data)
+        self.writes += 1
+
+    def fsync(self) -> None:
+        fd = self._check_open()
+        try:
+            os.fsync(fd)
+        except OSError as exc:
+            raise exception.DeviceError(device=self.path,
+                                        reason="fsync failed: %s"
+                                        % exc.strerror)
+
+    def close(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
+
+    def __enter__(self) -> "Device":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return "<Device %s %s%s>" % (self.path,
+                                     "rw" if self.writable else "ro",
+                                     " closed" if self.closed else "")
+
+
+def open_device(path: str, writable: bool = False) -> Device:
+    """Open ``path`` (image file or block device).
+
+    Use it as a context manager.  ``writable`` block devices are opened
+    ``O_EXCL``.
+    """
+    return Device(path, writable=writable)
