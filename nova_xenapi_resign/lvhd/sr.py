@@ -1,0 +1,351 @@
+"""A model of a whole LVHD SR on one LUN, built from metadata-sized reads.
+
+``inspect(device)`` reads the LVM label and metadata, the MGT volume, and the
+first few KiB of every VHD LV - never data blocks - so its cost depends on
+the number of VDIs, not on the size of the LUN.  Structural damage that
+makes the VG unreadable raises a :class:`FormatError`; everything else that
+is wrong (an MGT record without its LV, a VHD whose parent lives in another
+SR, a bad checksum in one VHD) is reported in ``LvhdSr.problems`` so callers
+decide what is fatal.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+from nova_xenapi_resign import exception
+from nova_xenapi_resign.lvhd import device as device_mod
+from nova_xenapi_resign.lvhd import lvm
+from nova_xenapi_resign.lvhd import lvm_text
+from nova_xenapi_resign.lvhd import srmetadata
+from nova_xenapi_resign.lvhd import vhd
+
+SECTOR = 512
+VG_PREFIX = vhd.VG_PREFIX
+MGT_LV = "MGT"
+UUID_RE = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+
+KIND_MGT = "mgt"
+KIND_VHD = "vhd"
+KIND_RAW = "raw"
+KIND_JVHD = "jvhd"
+KIND_CBTLOG = "cbtlog"
+KIND_JOURNAL = "journal"
+KIND_OTHER = "other"
+
+# (kind, pattern) in match order; group 1 is the VDI uuid where there is one.
+_LV_KINDS = (
+    (KIND_VHD, re.compile(r"^VHD-(%s)$" % UUID_RE)),
+    (KIND_RAW, re.compile(r"^LV-(%s)$" % UUID_RE)),
+    (KIND_JVHD, re.compile(r"^jvhd_(%s)$" % UUID_RE)),
+    (KIND_CBTLOG, re.compile(r"^(%s)\.cbtlog$" % UUID_RE)),
+)
+JOURNAL_TAG = "journaler"
+HIDDEN_TAG = "hidden"
+
+
+@dataclasses.dataclass(frozen=True)
+class Problem:
+    """Something inconsistent on the SR, reported rather than raised."""
+
+    code: str
+    subject: str
+    detail: str
+
+    def __str__(self) -> str:
+        return "%s: %s: %s" % (self.code, self.subject, self.detail)
+
+
+@dataclasses.dataclass(frozen=True)
+class LvInfo:
+    """An LV with where its bytes live on the PV."""
+
+    name: str
+    id: str
+    kind: str
+    vdi_uuid: str | None
+    size: int
+    extents: tuple[tuple[int, int], ...]   # (PV byte offset, length)
+    tags: tuple[str, ...]
+    read_only: bool
+
+    def device_ranges(self, offset: int, length: int
+                      ) -> list[tuple[int, int]]:
+        """Map ``[offset, offset+length)`` of the LV onto PV byte ranges."""
+        if offset < 0 or length < 0 or offset + length > self.size:
+            raise exception.InvalidInput(
+                reason="LV %s: bytes [%d, %d) are outside its %d bytes"
+                % (self.name, offset, offset + length, self.size))
+        out = []
+        base = 0
+        for start, ext_len in self.extents:
+            lo = max(offset, base)
+            hi = min(offset + length, base + ext_len)
+            if lo < hi:
+                out.append((start + lo - base, hi - lo))
+            base += ext_len
+        return out
+
+
+@dataclasses.dataclass(frozen=True)
+class VdiInfo:
+    """A VDI as SM would report it: from its LV, VHD header and MGT record."""
+
+    uuid: str
+    vdi_type: str                     # "vhd" or "raw"
+    lv_name: str
+    name_label: str
+    name_description: str
+    parent_uuid: str | None
+    parent_sr_uuid: str | None
+    parent_is_raw: bool
+    locator_paths: tuple[str, ...]
+    is_a_snapshot: bool
+    snapshot_of: str | None
+    hidden: bool
+    read_only: bool
+    managed: bool
+    virtual_size: int
+    header_region: int                # bytes [0, N) holding footer..locators
+
+
+@dataclasses.dataclass(frozen=True)
+class LvhdSr:
+    device: str
+    pv: lvm.PvOnDisk
+    vg: lvm_text.VolumeGroup
+    sr_uuid: str | None
+    mgt: srmetadata.SrMetadata | None
+    lvs: tuple[LvInfo, ...]
+    vdis: tuple[VdiInfo, ...]
+    problems: tuple[Problem, ...]
+
+    @property
+    def vg_name(self) -> str:
+        return self.vg.name
+
+    @property
+    def pv_id(self) -> str:
+        return self.pv.label.pv_id
+
+    def lv(self, name: str) -> LvInfo:
+        for lv in self.lvs:
+            if lv.name == name:
+                return lv
+        raise KeyError(name)
+
+    def vdi(self, vdi_uuid: str) -> VdiInfo:
+        for v in self.vdis:
+            if v.uuid == vdi_uuid:
+                return v
+        raise KeyError(vdi_uuid)
+
+
+def classify_lv(lv: lvm_text.LogicalVolume) -> tuple[str, str | None]:
+    """``(kind, vdi uuid or None)`` from an LV's name and tags, as SM does."""
+    if lv.name == MGT_LV:
+        return KIND_MGT, None
+    if JOURNAL_TAG in lv.tags:
+        return KIND_JOURNAL, None
+    for kind, pattern in _LV_KINDS:
+        match = pattern.match(lv.name)
+        if match:
+            return kind, match.group(1)
+    return KIND_OTHER, None
+
+
+def _lv_info(vg: lvm_text.VolumeGroup, lv: lvm_text.LogicalVolume,
+             problems: list[Problem]) -> LvInfo:
+    kind, vdi_uuid = classify_lv(lv)
+    extent_bytes = vg.extent_size * SECTOR
+    pe_start = {pv.key: pv.pe_start * SECTOR for pv in vg.pvs}
+    extents = []
+    for seg in sorted(lv.segments, key=lambda s: s.start_extent):
+        if seg.type != "striped" or len(seg.stripes) != 1:
+            problems.append(Problem(
+                "unsupported-segment", lv.name,
+                "segment %s is %s with %d stripes; LVHD uses linear LVs"
+                % (seg.key, seg.type, len(seg.stripes))))
+            extents = []
+            break
+        pv_key, pe = seg.stripes[0]
+        extents.append((pe_start[pv_key] + pe * extent_bytes,
+                        seg.extent_count * extent_bytes))
+    return LvInfo(name=lv.name, id=lv.id, kind=kind, vdi_uuid=vdi_uuid,
+                  size=sum(n for _, n in extents), extents=tuple(extents),
+                  tags=lv.tags, read_only=lv.read_only)
+
+
+def read_lv(dev, lv: LvInfo, offset: int, length: int) -> bytes:
+    """Read bytes of an LV through its extents."""
+    return b"".join(dev.read(o, n)
+                    for o, n in lv.device_ranges(offset, length))
+
+
+def _read_mgt(dev, lv: LvInfo, problems: list[Problem]
+              ) -> srmetadata.SrMetadata | None:
+    try:
+        length, _ = srmetadata.parse_header(read_lv(dev, lv, 0, SECTOR),
+                                            dev.path)
+        if length > lv.size:
+            raise exception.SrMetadataError(
+                device=dev.path, structure="MGT header length", offset=0,
+                expected="at most the LV size %d" % lv.size, found=length)
+        return srmetadata.parse(read_lv(dev, lv, 0, length), dev.path)
+    except (exception.FormatError, exception.InvalidInput) as exc:
+        problems.append(Problem("bad-mgt", MGT_LV, str(exc)))
+        return None
+
+
+@dataclasses.dataclass(frozen=True)
+class _VhdFacts:
+    parent_uuid: str | None = None
+    parent_sr_uuid: str | None = None
+    parent_is_raw: bool = False
+    locator_paths: tuple[str, ...] = ()
+    hidden: bool = False
+    virtual_size: int = 0
+    region: int = 0
+
+
+def _read_vhd(dev, lv: LvInfo, problems: list[Problem]) -> _VhdFacts:
+    """Footer copy, header and parent locators at the start of a VHD LV."""
+    try:
+        if lv.size < vhd.INITIAL_READ:
+            raise exception.VhdFormatError(
+                device=dev.path, structure="LV %s" % lv.name, offset=0,
+                expected="at least %d bytes" % vhd.INITIAL_READ,
+                found=lv.size)
+        found = vhd.parse_lv_start(read_lv(dev, lv, 0, vhd.INITIAL_READ),
+                                   "%s:%s" % (dev.path, lv.name))
+        region = min(found.region_end, lv.size)
+        facts = _VhdFacts(hidden=found.footer.is_hidden,
+                          virtual_size=found.footer.current_size,
+                          region=region)
+        if not found.footer.is_differencing:
+            return facts
+        header = found.header
+        locators = vhd.read_parent_locators(
+            header, read_lv(dev, lv, 0, region),
+            "%s:%s" % (dev.path, lv.name))
+        paths = tuple(loc.path for loc in locators)
+        parent_sr, parent_vdi, raw = vhd.parse_lvhd_parent_name(
+            header.parent_name)
+        for path in paths:
+            if vhd.parse_lvhd_parent_name(path)[:2] != (parent_sr,
+                                                         parent_vdi):
+                problems.append(Problem(
+                    "locator-mismatch", lv.name,
+                    "locator %r disagrees with parent name %r"
+                    % (path, header.parent_name)))
+        return dataclasses.replace(
+            facts, parent_uuid=parent_vdi, parent_sr_uuid=parent_sr,
+            parent_is_raw=raw, locator_paths=paths)
+    except (exception.FormatError, exception.InvalidInput) as exc:
+        problems.append(Problem("bad-vhd", lv.name, str(exc)))
+        return _VhdFacts()
+
+
+def _vdi(lv: LvInfo, record, facts: _VhdFacts | None) -> VdiInfo:
+    raw = lv.kind == KIND_RAW
+    return VdiInfo(
+        uuid=lv.vdi_uuid or "", vdi_type="raw" if raw else "vhd",
+        lv_name=lv.name,
+        name_label=record.name_label if record else "",
+        name_description=record.name_description if record else "",
+        parent_uuid=None if raw else facts.parent_uuid,
+        parent_sr_uuid=None if raw else facts.parent_sr_uuid,
+        parent_is_raw=False if raw else facts.parent_is_raw,
+        locator_paths=() if raw else facts.locator_paths,
+        is_a_snapshot=bool(record and record.is_a_snapshot),
+        snapshot_of=(record.snapshot_of or None) if record else None,
+        hidden=(HIDDEN_TAG in lv.tags) if raw else facts.hidden,
+        read_only=lv.read_only or bool(record and record.read_only),
+        managed=record.managed if record else True,
+        virtual_size=lv.size if raw else facts.virtual_size,
+        header_region=0 if raw else facts.region)
+
+
+def _check_links(sr_uuid: str | None, vdis: list[VdiInfo],
+                 mgt: srmetadata.SrMetadata | None,
+                 problems: list[Problem]) -> None:
+    """Report what SM would trip over: dangling links, MGT/LV mismatch."""
+    present = {v.uuid for v in vdis}
+    for v in vdis:
+        if v.parent_uuid is None:
+            continue
+        if v.parent_sr_uuid != sr_uuid:
+            problems.append(Problem(
+                "foreign-parent", v.lv_name,
+                "parent %s is named in SR %s, not this SR %s"
+                % (v.parent_uuid, v.parent_sr_uuid, sr_uuid)))
+        elif v.parent_uuid not in present:
+            problems.append(Problem(
+                "missing-parent", v.lv_name,
+                "parent VDI %s has no LV here" % v.parent_uuid))
+    if mgt is None:
+        return
+    if mgt.sr_info.uuid != sr_uuid:
+        problems.append(Problem(
+            "mgt-sr-uuid", MGT_LV, "MGT names SR %s, the VG names SR %s"
+            % (mgt.sr_info.uuid, sr_uuid)))
+    recorded = {r.uuid for r in mgt.live_records}
+    for missing in sorted(recorded - present):
+        problems.append(Problem("record-without-lv", missing,
+                                "MGT record has no VHD-/LV- volume"))
+    for missing in sorted(present - recorded):
+        problems.append(Problem("lv-without-record", missing,
+                                "volume has no MGT record"))
+
+
+def inspect(dev) -> LvhdSr:
+    """Build the :class:`LvhdSr` of an opened device (or any reader).
+
+    ``dev`` needs ``path``, ``size`` and ``read(offset, length)``.
+    """
+    pv = lvm.read_pv(dev)
+    text = pv.committed_text
+    if text is None:
+        raise exception.LvmMetadataError(
+            device=dev.path, structure="metadata areas", offset=4096,
+            expected="a committed metadata copy", found="none")
+    vg = lvm_text.parse_vg(text, dev.path)
+    problems: list[Problem] = []
+    sr_uuid = None
+    if vg.name.startswith(VG_PREFIX):
+        sr_uuid = vg.name[len(VG_PREFIX):]
+    else:
+        problems.append(Problem("not-lvhd", vg.name,
+                                "VG name lacks the %s prefix" % VG_PREFIX))
+    if len(vg.pvs) != 1:
+        problems.append(Problem("multiple-pvs", vg.name,
+                                "%d PVs; an LVHD SR has one" % len(vg.pvs)))
+    elif lvm.format_lvm_id(pv.label.pv_id) != vg.pvs[0].id:
+        problems.append(Problem(
+            "pv-id-mismatch", vg.pvs[0].key,
+            "label says %s, metadata says %s"
+            % (lvm.format_lvm_id(pv.label.pv_id), vg.pvs[0].id)))
+    lvs = tuple(_lv_info(vg, lv, problems) for lv in vg.lvs)
+    by_kind = {lv.name: lv for lv in lvs if lv.extents}
+    mgt = None
+    if MGT_LV in by_kind:
+        mgt = _read_mgt(dev, by_kind[MGT_LV], problems)
+    else:
+        problems.append(Problem("no-mgt", vg.name, "no MGT volume"))
+    vdis = []
+    for lv in lvs:
+        if lv.kind not in (KIND_VHD, KIND_RAW) or not lv.extents:
+            continue
+        record = mgt.record(lv.vdi_uuid) if mgt else None
+        facts = _read_vhd(dev, lv, problems) if lv.kind == KIND_VHD else None
+        vdis.append(_vdi(lv, record, facts))
+    _check_links(sr_uuid, vdis, mgt, problems)
+    return LvhdSr(device=dev.path, pv=pv, vg=vg, sr_uuid=sr_uuid, mgt=mgt,
+                  lvs=lvs, vdis=tuple(vdis), problems=tuple(problems))
+
+
+def inspect_path(path: str) -> LvhdSr:
+    """Open ``path`` read-only and inspect it."""
+    with device_mod.open_device(path) as dev:
+        return inspect(dev)
