@@ -1,0 +1,376 @@
+"""Live migration of volume-backed instances across SR naming styles.
+
+The protocol (DESIGN.md section 3, Launchpad bug 1566622):
+
+1. Source, ``check_can_live_migrate_source``: :func:`build_volume_sr_uuid_map`
+   finds the SR each volume really uses and records ``volume id -> SR uuid``
+   in ``XenapiLiveMigrateData.volume_sr_uuid_map``.
+2. Destination, ``pre_live_migration``: :func:`inject_source_sr_uuids` puts
+   each UUID (and the iSCSI device-config, CHAP included) into a copy of
+   ``block_device_info``; Nova's ``connect_block_device_volumes`` then
+   introduces every SR under the source's UUID, so the returned
+   ``sr_uuid_map`` ({SR uuid: destination SR ref}) has the source's keys.
+   :func:`find_preexisting_srs` (before connecting) and
+   :func:`forget_introduced_srs` (on rollback) forget exactly the SRs the
+   migration introduced.
+3. Source, before ``VM.assert_can_migrate`` / ``VM.migrate_send``:
+   :func:`check_sr_uuid_map` refuses, with :class:`LiveMigrationPreCheckError`,
+   anything that would make Nova's ``_call_live_migrate_command`` fail
+   (``UUID_INVALID``) or make XAPI mirror a volume LUN onto itself.
+
+Shapes are Nova's: ``block_device_info['block_device_mapping']`` is a list of
+mappings each with ``connection_info = {'driver_volume_type': ..., 'data':
+{...}, 'serial': <volume id>}``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+import logging
+from typing import Any
+
+from nova_xenapi_resign import exception
+from nova_xenapi_resign import sr_naming
+from nova_xenapi_resign.xenapi import volume_utils
+
+LOG = logging.getLogger(__name__)
+
+#: At most this many ``SR.get_by_uuid`` calls are made per volume.
+MAX_LOOKUPS_PER_VOLUME = 2
+
+ACTION_NOT_FOUND = (
+    "Check that the volume is attached on this host (xe sr-list, "
+    "xe pbd-list); if its SR was introduced under another UUID, publish it "
+    "as sr_uuid in the volume's connection data, then retry")
+ACTION_UPGRADE_DESTINATION = (
+    "The destination did not introduce the SR under the source's UUID: "
+    "install nova-xenapi-resign (with the same [xenapi_resign] sr_naming) on "
+    "the destination compute, restart it, and retry. Do not force the "
+    "migration: with different SR UUIDs XAPI would mirror the volume's LUN "
+    "onto itself")
+ACTION_RELAX = (
+    "Enable XAPI's relaxed storage check on the source pool "
+    "(relax-xsm-sr-check=true in /etc/xapi.conf on every host, then restart "
+    "xapi; XenServer 7.0 and later default to it), or set [xenapi_resign] "
+    "require_relaxed_xsm_sr_check = False only if the pools share no storage")
+
+_UNKNOWN = "unknown"
+
+
+# --- Helpers ----------------------------------------------------------------
+
+def _mappings(block_device_info: Mapping[str, Any] | None) -> list[Any]:
+    if not block_device_info:
+        return []
+    return list(block_device_info.get("block_device_mapping") or [])
+
+
+def _connection_data(bdm: Mapping[str, Any]) -> Mapping[str, Any]:
+    connection_info = bdm.get("connection_info") or {}
+    return connection_info.get("data") or {}
+
+
+def volume_id_of(bdm: Mapping[str, Any]) -> str | None:
+    """The Cinder volume id of a block device mapping, or None.
+
+    ``connection_info['data']['volume_id']`` (what Nova's ``parse_sr_info``
+    reads), else ``connection_info['serial']``, else the mapping's own
+    ``volume_id``.
+    """
+    connection_info = bdm.get("connection_info") or {}
+    for value in (_connection_data(bdm).get("volume_id"),
+                  connection_info.get("serial"), bdm.get("volume_id")):
+        if value:
+            return str(value)
+    return None
+
+
+def _volumes_on(volume_sr_uuid_map: Mapping[str, str], sr_uuid: str) -> str:
+    volumes = sorted(v for v, s in volume_sr_uuid_map.items() if s == sr_uuid)
+    return ", ".join(volumes) if volumes else _UNKNOWN
+
+
+# --- 1. Source: which SR each volume uses -----------------------------------
+
+def lookup_candidates(connection_data: Mapping[str, Any], style: str,
+                      default_host: str | None = None,
+                      default_port: str | int = sr_naming.DEFAULT_PORT
+                      ) -> list[str]:
+    """The SR UUIDs to try for one volume, best first, at most two.
+
+    An explicit ``sr_uuid`` is the only candidate (Nova always introduced
+    the SR under it); otherwise the legacy and uuid5 names in the order
+    ``style`` implies.
+    """
+    explicit = sr_naming.explicit_sr_uuid(connection_data)
+    if explicit is not None:
+        return [explicit]
+    candidates = sr_naming.sr_uuid_candidates(connection_data, style,
+                                              default_host, default_port)
+    return candidates[:MAX_LOOKUPS_PER_VOLUME]
+
+
+def build_volume_sr_uuid_map(session: Any,
+                             block_device_info: Mapping[str, Any] | None,
+                             style: str = sr_naming.STYLE_AUTO,
+                             default_host: str | None = None,
+                             default_port: str | int = sr_naming.DEFAULT_PORT
+                             ) -> dict[str, str]:
+    """``{volume id: SR uuid}`` of every volume, as the source sees them.
+
+    One ``SR.get_by_uuid`` per candidate of :func:`lookup_candidates`,
+    stopping at the first hit: at most two XAPI calls per volume.  A volume
+    whose SR cannot be found, or that has no volume id, refuses the
+    migration with :class:`LiveMigrationPreCheckError`.
+    """
+    result: dict[str, str] = {}
+    for bdm in _mappings(block_device_info):
+        volume_id = volume_id_of(bdm)
+        data = _connection_data(bdm)
+        if volume_id is not None and not data.get("volume_id"):
+            # The legacy name is derived from the volume id; take it from
+            # the mapping when the connection data lacks it.
+            data = dict(data, volume_id=volume_id)
+        if volume_id is None:
+            raise exception.LiveMigrationPreCheckError(
+                volume_id=_UNKNOWN, source_sr_uuid=_UNKNOWN,
+                dest_sr_uuid="not yet known",
+                reason="a block device mapping (%s) has no volume id"
+                % bdm.get("mount_device", "?"),
+                action=ACTION_NOT_FOUND)
+        try:
+            candidates = lookup_candidates(data, style, default_host,
+                                           default_port)
+        except exception.InvalidConnectionData as exc:
+            raise exception.LiveMigrationPreCheckError(
+                volume_id=volume_id, source_sr_uuid=_UNKNOWN,
+                dest_sr_uuid="not yet known",
+                reason="no SR name can be derived from its connection data "
+                "(%s)" % exc, action=ACTION_NOT_FOUND) from exc
+        for sr_uuid in candidates:
+            if volume_utils.find_sr_by_uuid(session, sr_uuid) is not None:
+                LOG.debug("Volume %s uses SR %s (%s)", volume_id, sr_uuid,
+                          sr_naming.classify(sr_uuid))
+                result[volume_id] = sr_uuid
+                break
+        else:
+            raise exception.LiveMigrationPreCheckError(
+                volume_id=volume_id,
+                source_sr_uuid="none found (tried %s)" % ", ".join(candidates),
+                dest_sr_uuid="not yet known",
+                reason="no SR of this volume exists on the source host",
+                action=ACTION_NOT_FOUND)
+    return result
+
+
+# --- 2. Destination: introduce under the source's UUIDs ---------------------
+
+def inject_source_sr_uuids(block_device_info: Mapping[str, Any] | None,
+                           volume_sr_uuid_map: Mapping[str, str] | None,
+                           default_host: str | None = None,
+                           default_port: str | int = sr_naming.DEFAULT_PORT
+                           ) -> Mapping[str, Any] | None:
+    """A copy of ``block_device_info`` naming each mapped volume's SR.
+
+    For every block device whose volume is in ``volume_sr_uuid_map``, its
+    ``connection_info['data']`` (a copy) gets ``sr_uuid`` and the iSCSI
+    device-config values (``target``, ``port``, ``targetIQN``, and
+    ``chapuser``/``chappassword`` for CHAP) with ``introduce_sr_keys`` naming
+    them, so both this library's and Nova's unmodified ``parse_sr_info``
+    introduce the SR under the source's UUID with a complete device-config.
+
+    The input is never modified.  Mapped block devices become plain dicts
+    (Nova only reads ``bdm['connection_info']`` from them); the others are
+    passed through as they are.  With an empty map (an old source) the
+    input itself is returned.
+    """
+    if not block_device_info or not volume_sr_uuid_map:
+        return block_device_info
+    new_mappings = []
+    for bdm in _mappings(block_device_info):
+        volume_id = volume_id_of(bdm)
+        if volume_id is None or volume_id not in volume_sr_uuid_map:
+            new_mappings.append(bdm)
+            continue
+        connection_info = dict(bdm.get("connection_info") or {})
+        data = dict(connection_info.get("data") or {})
+        sr_uuid = volume_sr_uuid_map[volume_id]
+        if data.get("sr_uuid") not in (None, sr_uuid):
+            LOG.warning("Volume %s: replacing sr_uuid %s from the connection "
+                        "data by %s, the SR the source uses", volume_id,
+                        data["sr_uuid"], sr_uuid)
+        keys = list(data.get("introduce_sr_keys") or [])
+        if data.get("target_iqn"):
+            device_config = volume_utils.iscsi_device_config(
+                data, default_host, default_port)
+            device_config.pop("id", None)
+            for key, value in device_config.items():
+                if value is None:
+                    continue
+                data[key] = value
+                if key not in keys:
+                    keys.append(key)
+        data["sr_uuid"] = sr_uuid
+        data["introduce_sr_keys"] = keys
+        connection_info["data"] = data
+        new_bdm = dict(bdm)
+        new_bdm["connection_info"] = connection_info
+        new_mappings.append(new_bdm)
+    new_info = dict(block_device_info)
+    new_info["block_device_mapping"] = new_mappings
+    return new_info
+
+
+def find_preexisting_srs(session: Any,
+                         volume_sr_uuid_map: Mapping[str, str] | None
+                         ) -> set[str]:
+    """The SR UUIDs of the map that already exist here.
+
+    Call on the destination before connecting the volumes.
+
+    One ``SR.get_by_uuid`` per distinct SR.
+    """
+    found = set()
+    for sr_uuid in sorted(set((volume_sr_uuid_map or {}).values())):
+        if volume_utils.find_sr_by_uuid(session, sr_uuid) is not None:
+            found.add(sr_uuid)
+    return found
+
+
+def _sr_in_use(session: Any, sr_ref: str) -> bool:
+    for vdi_ref in session.call_xenapi("SR.get_VDIs", sr_ref):
+        if session.call_xenapi("VDI.get_VBDs", vdi_ref):
+            return True
+    return False
+
+
+def forget_introduced_srs(session: Any,
+                          volume_sr_uuid_map: Mapping[str, str] | None,
+                          preexisting: Iterable[str]) -> list[str]:
+    """Rollback at the destination: forget the SRs this migration introduced.
+
+    Every SR of the map that was not in ``preexisting`` (from
+    :func:`find_preexisting_srs`) and exists now is forgotten; pre-existing
+    SRs (other instances may use them) are left alone, and so is an SR
+    that meanwhile got a VBD (another instance attached a volume of the same
+    target to it), as Nova's ``purge_sr`` does.  Best effort: a failure is
+    logged and the others are still forgotten.  Returns the UUIDs forgotten.
+    """
+    keep = set(preexisting)
+    forgotten = []
+    for sr_uuid in sorted(set((volume_sr_uuid_map or {}).values()) - keep):
+        try:
+            sr_ref = volume_utils.find_sr_by_uuid(session, sr_uuid)
+            if sr_ref is None:
+                continue
+            if _sr_in_use(session, sr_ref):
+                LOG.warning("Rollback: SR %s is in use by a VBD; not "
+                            "forgetting it", sr_uuid)
+                continue
+            volume_utils.forget_sr(session, sr_ref)
+            forgotten.append(sr_uuid)
+        except Exception:
+            LOG.exception("Rollback: could not forget SR %s (volumes %s)",
+                          sr_uuid, _volumes_on(volume_sr_uuid_map or {},
+                                               sr_uuid))
+    return forgotten
+
+
+# --- 3. Source: refuse before XAPI moves anything ---------------------------
+
+def volume_vdi_srs(session: Any, vm_ref: str) -> list[tuple[str, str, str]]:
+    """``[(VBD userdevice, VDI ref, SR uuid)]`` of the VM's volume VBDs.
+
+    A volume VBD is one Nova attached with ``osvol`` in its other_config.
+    """
+    result = []
+    sr_uuid_of: dict[str, str] = {}
+    for vbd_ref in session.call_xenapi("VM.get_VBDs", vm_ref):
+        record = session.call_xenapi("VBD.get_record", vbd_ref)
+        if "osvol" not in (record.get("other_config") or {}):
+            continue
+        if record.get("empty"):
+            continue
+        vdi_ref = record["VDI"]
+        sr_ref = session.call_xenapi("VDI.get_SR", vdi_ref)
+        if sr_ref not in sr_uuid_of:
+            sr_uuid_of[sr_ref] = session.call_xenapi("SR.get_uuid", sr_ref)
+        result.append((record.get("userdevice", "?"), vdi_ref,
+                       sr_uuid_of[sr_ref]))
+    return result
+
+
+def check_sr_uuid_map(session: Any, vm_ref: str,
+                      sr_uuid_map: Mapping[str, str] | None,
+                      volume_sr_uuid_map: Mapping[str, str] | None,
+                      relaxed_xsm_sr_check: bool,
+                      require_relaxed: bool = True) -> dict[str, str]:
+    """Refuse a live migration that would fail or mirror a LUN onto itself.
+
+    Call on the source before ``VM.assert_can_migrate`` / ``VM.migrate_send``
+    with the destination's ``sr_uuid_map`` ({SR uuid: destination SR ref})
+    and this host's ``volume_sr_uuid_map``.  Refuses
+    (:class:`LiveMigrationPreCheckError`, naming the volume, both SR UUIDs
+    and the operator's action) unless:
+
+    * the relaxed XSM SR check is on when ``require_relaxed`` and the VM has
+      volumes;
+    * every volume of ``volume_sr_uuid_map`` has its SR UUID as a key of
+      ``sr_uuid_map`` (equal UUID on both sides);
+    * every key of ``sr_uuid_map`` exists here (``SR.get_by_uuid``);
+    * every volume VDI of the VM is on a local SR whose UUID is a key of
+      ``sr_uuid_map``.
+
+    Returns ``{SR uuid: local SR ref}`` for building the ``vdi_map``.
+    """
+    sr_uuid_map = dict(sr_uuid_map or {})
+    volume_sr_uuid_map = dict(volume_sr_uuid_map or {})
+    dest_uuids = ", ".join(sorted(sr_uuid_map)) or "none"
+
+    if require_relaxed and not relaxed_xsm_sr_check and (
+            volume_sr_uuid_map or sr_uuid_map):
+        volumes = ", ".join(sorted(volume_sr_uuid_map)) or _UNKNOWN
+        raise exception.LiveMigrationPreCheckError(
+            volume_id=volumes,
+            source_sr_uuid=", ".join(sorted(set(
+                volume_sr_uuid_map.values()))) or _UNKNOWN,
+            dest_sr_uuid=dest_uuids,
+            reason="XAPI's relax-xsm-sr-check is off on the source pool, so "
+            "XAPI would mirror every volume even between equal SR UUIDs",
+            action=ACTION_RELAX)
+
+    for volume_id, source_uuid in sorted(volume_sr_uuid_map.items()):
+        if source_uuid not in sr_uuid_map:
+            raise exception.LiveMigrationPreCheckError(
+                volume_id=volume_id, source_sr_uuid=source_uuid,
+                dest_sr_uuid=dest_uuids,
+                reason="the destination reported no SR under the UUID the "
+                "source uses for this volume",
+                action=ACTION_UPGRADE_DESTINATION)
+
+    local_srs: dict[str, str] = {}
+    for dest_uuid in sorted(sr_uuid_map):
+        sr_ref = volume_utils.find_sr_by_uuid(session, dest_uuid)
+        if sr_ref is None:
+            raise exception.LiveMigrationPreCheckError(
+                volume_id=_volumes_on(volume_sr_uuid_map, dest_uuid),
+                source_sr_uuid="none under that UUID (source SRs: %s)"
+                % (", ".join(sorted(set(volume_sr_uuid_map.values())))
+                   or "not recorded"),
+                dest_sr_uuid=dest_uuid,
+                reason="the destination introduced an SR whose UUID does not "
+                "exist on the source",
+                action=ACTION_UPGRADE_DESTINATION)
+        local_srs[dest_uuid] = sr_ref
+
+    for device, vdi_ref, source_uuid in volume_vdi_srs(session, vm_ref):
+        if source_uuid not in sr_uuid_map:
+            raise exception.LiveMigrationPreCheckError(
+                volume_id="%s (VBD %s, VDI %s)" % (
+                    _volumes_on(volume_sr_uuid_map, source_uuid), device,
+                    vdi_ref),
+                source_sr_uuid=source_uuid, dest_sr_uuid=dest_uuids,
+                reason="the VM has a volume on a source SR the destination "
+                "did not connect under the same UUID",
+                action=ACTION_UPGRADE_DESTINATION)
+    return local_srs

@@ -1,0 +1,278 @@
+"""SR helpers for Cinder volumes, as Nova's ``xenapi/volume_utils``, fixed.
+
+Every function takes a ``session`` with ``call_xenapi(method, *args)`` (Nova's
+or os-xenapi's ``XenAPISession``, or the simulator's client); failures are
+``XenAPI.Failure`` with ``.details``.  Differences from Nova 13 to 21:
+
+* :func:`parse_sr_info` keeps the iSCSI device-config values (``target``,
+  ``port``, ``targetIQN``, ``chapuser``, ``chappassword``) when an explicit
+  ``sr_uuid`` is given (Nova dropped them unless ``introduce_sr_keys`` named
+  them), honours ``introduce_sr_keys`` on top, names new SRs per the
+  ``[xenapi_resign] sr_naming`` style, and never mutates the caller's dict;
+* :func:`introduce_sr` forgets the SR again when creating or plugging the
+  PBD, or the first scan, fails (Nova left a half-introduced SR behind);
+* :func:`choose_sr_uuid` implements ``auto``: reuse the volume's legacy SR if
+  it exists (one ``SR.get_by_uuid``), else uuid5.
+
+Names come from :mod:`nova_xenapi_resign.sr_naming` and nowhere else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+import logging
+from typing import Any
+
+from oslo_utils import strutils
+import XenAPI
+
+from nova_xenapi_resign import exception
+from nova_xenapi_resign import sr_naming
+
+LOG = logging.getLogger(__name__)
+
+#: The iSCSI device-config keys of XAPI's ``iscsi`` SM driver, in the order
+#: Nova builds them.
+ISCSI_DEVICE_CONFIG_KEYS = ("target", "port", "targetIQN", "chapuser",
+                            "chappassword")
+
+#: product_version from which Nova adds ``backend-kind=vbd`` (bug 1502929).
+BACKEND_KIND_MIN_VERSION = (6, 5)
+
+
+def _masked(connection_data: Mapping[str, Any]) -> str:
+    """Connection data for a message, with passwords masked."""
+    try:
+        return strutils.mask_password(
+            str(strutils.mask_dict_password(dict(connection_data))))
+    except (TypeError, ValueError, AttributeError):
+        return "<unprintable>"
+
+
+def iscsi_device_config(connection_data: Mapping[str, Any],
+                        default_host: str | None = None,
+                        default_port: str | int = sr_naming.DEFAULT_PORT
+                        ) -> dict[str, str]:
+    """The ``iscsi`` SR device-config of a volume's connection data.
+
+    ``target``, ``port`` (a string: device-config is a string map),
+    ``targetIQN`` and, for ``auth_method == 'CHAP'``, ``chapuser`` and
+    ``chappassword`` -- the keys Nova's ``_parse_volume_info`` builds --
+    plus ``id`` (the volume id) when the data has one.
+    """
+    host, port, iqn = sr_naming.parse_target(connection_data, default_host,
+                                             default_port)
+    params = {"target": host, "port": str(port), "targetIQN": iqn}
+    if connection_data.get("auth_method") == "CHAP":
+        params["chapuser"] = connection_data.get("auth_username")
+        params["chappassword"] = connection_data.get("auth_password")
+    if connection_data.get("volume_id"):
+        params["id"] = str(connection_data["volume_id"])
+    return params
+
+
+def parse_volume_info(connection_data: Mapping[str, Any],
+                      default_host: str | None = None,
+                      default_port: str | int = sr_naming.DEFAULT_PORT
+                      ) -> dict[str, str]:
+    """The device-config of an iSCSI volume, as Nova's ``_parse_volume_info``.
+
+    :func:`iscsi_device_config`, but the volume id, the target host and the
+    IQN are all required.
+    """
+    if not connection_data.get("volume_id"):
+        raise exception.InvalidConnectionData(
+            field="volume_id", reason="is missing or empty",
+            data=_masked(connection_data))
+    return iscsi_device_config(connection_data, default_host, default_port)
+
+
+def _has_iscsi_target(connection_data: Mapping[str, Any]) -> bool:
+    return bool(connection_data.get("target_iqn"))
+
+
+def parse_sr_info(connection_data: Mapping[str, Any], description: str = "",
+                  style: str = sr_naming.STYLE_UUID5,
+                  default_host: str | None = None,
+                  default_port: str | int = sr_naming.DEFAULT_PORT
+                  ) -> tuple[str, str, dict[str, str]]:
+    """``(sr_uuid, label, params)`` for the SR of one volume.
+
+    * Explicit ``sr_uuid`` in the data: that UUID; params are the iSCSI
+      device-config values when the data names a target (volume id, portal,
+      IQN, CHAP), overlaid by every key ``introduce_sr_keys`` names.
+    * Otherwise: the iSCSI params, and the UUID ``style`` gives a *new* SR
+      (``legacy``: ``FA15E-D15C-<volume id>``; ``uuid5`` and ``auto``: the
+      uuid5 name -- ``auto``'s reuse of an existing legacy SR needs a
+      session, see :func:`choose_sr_uuid`).
+
+    ``label`` is ``name_label`` or ``tempSR-<sr uuid>``; ``params`` also get
+    ``name_description`` (the data's, else ``description``).  The caller's
+    dict is not modified.
+    """
+    if not isinstance(connection_data, Mapping):
+        raise exception.InvalidConnectionData(
+            field="connection_data", reason="must be a mapping, found %s"
+            % type(connection_data).__name__, data="<not a mapping>")
+    data = dict(connection_data)
+    explicit = sr_naming.explicit_sr_uuid(data)
+    if explicit is not None:
+        sr_uuid = explicit
+        params: dict[str, Any] = {}
+        if _has_iscsi_target(data):
+            params.update(iscsi_device_config(data, default_host,
+                                              default_port))
+        for key in data.get("introduce_sr_keys") or ():
+            if key not in data:
+                raise exception.InvalidConnectionData(
+                    field=key, reason="is named in introduce_sr_keys but "
+                    "missing", data=_masked(data))
+            params[key] = data[key]
+    else:
+        params = parse_volume_info(data, default_host, default_port)
+        sr_uuid = sr_naming.preferred_sr_uuid(data, style, default_host,
+                                              default_port)
+    label = data.get("name_label", "tempSR-%s" % sr_uuid)
+    params["name_description"] = data.get("name_description", description)
+    return sr_uuid, label, params
+
+
+def find_sr_by_uuid(session: Any, sr_uuid: str) -> str | None:
+    """The ref of the SR with this UUID, or None if XAPI has none.
+
+    Only ``UUID_INVALID`` means "absent"; any other failure is re-raised.
+    """
+    try:
+        return session.call_xenapi("SR.get_by_uuid", sr_uuid)
+    except XenAPI.Failure as exc:
+        if exc.details and exc.details[0] == "UUID_INVALID":
+            return None
+        raise
+
+
+def requires_backend_kind(product_version: Any) -> bool:
+    """Whether Nova would add ``backend-kind=vbd`` on this XenServer.
+
+    Nova (bug 1502929) used ``versionutils.is_compatible('6.5', version)``,
+    whose default ``same_major=True`` makes it true for 6.5 <= version < 7
+    only.  Kept exactly: an SR introduced here must look like one Nova
+    introduced on the same pool.
+    """
+    if not product_version:
+        return False
+    try:
+        version = tuple(int(part) for part in product_version)
+    except (TypeError, ValueError):
+        return False
+    return (len(version) >= 1 and version[0] == BACKEND_KIND_MIN_VERSION[0]
+            and version[:2] >= BACKEND_KIND_MIN_VERSION)
+
+
+def introduce_sr(session: Any, sr_uuid: str, label: str,
+                 params: Mapping[str, Any]) -> str:
+    """Introduce, connect and scan an SR; return its ref.
+
+    As Nova: ``SR.introduce(uuid, label, description, type, '', False,
+    params)`` (Nova passes the device-config as sm_config too), then
+    ``PBD.create`` on ``session.host_ref``, ``PBD.plug`` and ``SR.scan``.
+    ``id``, ``sr_type`` (default ``iscsi``) and ``name_description`` are
+    taken out of the device-config.  If anything after the introduce fails
+    the SR is forgotten again and the original error re-raised.  ``params``
+    is not modified.
+    """
+    device_config = {k: v for k, v in params.items() if v is not None}
+    device_config.pop("id", None)
+    sr_type = device_config.pop("sr_type", "iscsi")
+    sr_desc = device_config.pop("name_description", "")
+    if (sr_type == "iscsi"
+            and requires_backend_kind(getattr(session, "product_version",
+                                              None))):
+        device_config["backend-kind"] = "vbd"
+
+    LOG.debug("Introducing SR %s (%s)", sr_uuid, label)
+    sr_ref = session.call_xenapi("SR.introduce", sr_uuid, label, sr_desc,
+                                 sr_type, "", False, device_config)
+    try:
+        pbd_ref = session.call_xenapi(
+            "PBD.create", {"host": session.host_ref, "SR": sr_ref,
+                           "device_config": device_config})
+        session.call_xenapi("PBD.plug", pbd_ref)
+        session.call_xenapi("SR.scan", sr_ref)
+    except Exception:
+        LOG.warning("Connecting SR %s failed; forgetting it again", sr_uuid)
+        try:
+            forget_sr(session, sr_ref)
+        except Exception:
+            LOG.exception("Could not forget SR %s (%s) after a failed "
+                          "introduce", sr_uuid, sr_ref)
+        raise
+    return sr_ref
+
+
+def forget_sr(session: Any, sr_ref: str) -> None:
+    """Unplug every PBD of the SR (failures ignored), then ``SR.forget``.
+
+    Nothing on the storage is touched.
+    """
+    LOG.debug("Forgetting SR %s", sr_ref)
+    try:
+        pbds = session.call_xenapi("SR.get_PBDs", sr_ref)
+    except XenAPI.Failure as exc:
+        LOG.warning("Ignoring %s while listing the PBDs of SR %s",
+                    exc.details, sr_ref)
+        pbds = []
+    for pbd in pbds:
+        try:
+            session.call_xenapi("PBD.unplug", pbd)
+        except XenAPI.Failure as exc:
+            LOG.warning("Ignoring %s while unplugging PBD %s of SR %s",
+                        exc.details, pbd, sr_ref)
+    session.call_xenapi("SR.forget", sr_ref)
+
+
+def choose_sr_uuid(session: Any, connection_data: Mapping[str, Any],
+                   style: str = sr_naming.STYLE_AUTO,
+                   default_host: str | None = None,
+                   default_port: str | int = sr_naming.DEFAULT_PORT
+                   ) -> tuple[str, str | None]:
+    """``(sr_uuid, sr_ref or None)``: the SR a new attachment should use.
+
+    Explicit ``sr_uuid`` first (no XAPI call).  ``legacy`` and ``uuid5``
+    name it outright.  ``auto`` reuses the volume's legacy SR if it exists
+    (exactly one ``SR.get_by_uuid``; its ref is returned so the caller need
+    not look it up again), else the uuid5 name.
+    """
+    explicit = sr_naming.explicit_sr_uuid(connection_data)
+    if explicit is not None:
+        return explicit, None
+    if style == sr_naming.STYLE_AUTO and connection_data.get("volume_id"):
+        legacy = sr_naming.legacy_sr_uuid(connection_data["volume_id"])
+        sr_ref = find_sr_by_uuid(session, legacy)
+        if sr_ref is not None:
+            return legacy, sr_ref
+    return sr_naming.preferred_sr_uuid(connection_data, style, default_host,
+                                       default_port), None
+
+
+def connect_volume_sr(session: Any, connection_data: Mapping[str, Any],
+                      description: str = "",
+                      style: str = sr_naming.STYLE_AUTO,
+                      default_host: str | None = None,
+                      default_port: str | int = sr_naming.DEFAULT_PORT
+                      ) -> tuple[str, str, bool]:
+    """Find or introduce the SR of a volume: ``(sr_ref, sr_uuid, introduced)``.
+
+    Nova's ``VolumeOps._connect_to_volume_provider`` with the naming of
+    :func:`choose_sr_uuid` and the fixed :func:`parse_sr_info`.
+    """
+    sr_uuid, sr_ref = choose_sr_uuid(session, connection_data, style,
+                                     default_host, default_port)
+    data = dict(connection_data)
+    data["sr_uuid"] = sr_uuid
+    sr_uuid, label, params = parse_sr_info(data, description, style,
+                                           default_host, default_port)
+    if sr_ref is None:
+        sr_ref = find_sr_by_uuid(session, sr_uuid)
+    if sr_ref is not None:
+        return sr_ref, sr_uuid, False
+    return introduce_sr(session, sr_uuid, label, params), sr_uuid, True
