@@ -109,3 +109,32 @@ class UnsafeOperation(ResignException):
 class DeviceInUse(UnsafeOperation):
     msg_fmt = ("Refused on %(device)s: the device is in use (%(reason)s); "
                "detach it from every host and deactivate its LVs first")
+
+
+# --- XenAPI storage and live migration --------------------------------------
+
+class StorageError(ResignException):
+    """A XAPI storage operation (SR/PBD/VDI) failed."""
+
+    msg_fmt = "Storage error: %(reason)s"
+
+
+class LiveMigrationPreCheckError(ResignException):
+    """A volume-backed live migration was refused before XAPI moved anything.
+
+    Names the volume, the SR UUID the source uses, the SR UUID the
+    destination reported, and what the operator should do about it.
+    """
+
+    msg_fmt = ("Live migration refused for volume %(volume_id)s: %(reason)s "
+               "(source SR uuid: %(source_sr_uuid)s; destination SR uuid: "
+               "%(dest_sr_uuid)s). %(action)s")
+
+
+class BackupError(ResignException):
+    msg_fmt = "Backup %(path)s: %(reason)s"
+
+
+class ResignVerifyError(ResignException):
+    msg_fmt = ("%(device)s: verification after resignature failed: "
+               "%(what)s is %(found)s, expected %(expected)s")
