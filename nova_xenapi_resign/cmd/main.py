@@ -19,7 +19,7 @@ import sys
 from nova_xenapi_resign import exception
 
 # Subcommand modules, in the order ``--help`` lists them.
-_SUBCOMMANDS = ("sr_uuid",)
+_SUBCOMMANDS = ("sr_uuid", "inspect", "resign", "restore")
 
 EPILOG = """exit codes: 0 done or nothing to do, 1 error, 2 usage,
 3 refused as unsafe (nothing was written)"""
@@ -52,6 +52,10 @@ def main(argv: list[str] | None = None) -> int:
     except exception.ResignException as exc:
         print("xenapi-resign: %s" % exc, file=sys.stderr)
         return exc.exit_code
+    except BrokenPipeError:
+        # Output piped into head(1) or similar: not an error of ours.
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

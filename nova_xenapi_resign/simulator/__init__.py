@@ -1,1 +1,19 @@
-"""Embedded XAPI: XML-RPC pools over a shared SAN of LUN image files."""
+"""Embedded XAPI: XML-RPC pools over a shared SAN of LUN image files.
+
+Modules:
+
+``san``        :class:`san.San` -- LUN image files addressed by
+               (portal, target IQN, LUN); ``create_lun``, ``clone_lun``,
+               ``path``, ``scsi_id``, ``set_chap``.
+``api``        :class:`api.Pool` -- one pool's database, settings and XAPI
+               dispatch (``pool.dispatch(method, params) -> envelope``).
+``db``         records, refs, computed set-of-ref fields, the
+               ``get_all_records_where`` query language, wire marshalling.
+``errors``     XAPI failure codes with their parameter lists.
+``storage``    SR/PBD/VDI/VBD/VM semantics; SM backends ``iscsi`` and
+               ``lvmoiscsi``.
+``migration``  host.migrate_receive, VM.assert_can_migrate,
+               VM.migrate_send (seed 004's storage-motion rule, hazards).
+``server``     threaded XML-RPC servers; ``serve(san_dir, pools)``.
+``fixture``    :class:`fixture.SimulatorFixture` for tests.
+"""

@@ -1,0 +1,547 @@
+"""A pool: its database, settings and XAPI method dispatch.
+
+:class:`Pool` is the whole of one simulated XAPI pool, independent of any
+transport: ``pool.dispatch(method, params)`` takes an XML-RPC method name and
+its parameter list (session ref first, as on the wire) and returns XAPI's
+response envelope.  :mod:`server` puts it behind XML-RPC.
+
+Methods are either registered explicitly (storage, migration, sessions,
+plugins, tasks) or generic per class: ``get_record``, ``get_all``,
+``get_all_records``, ``get_all_records_where``, ``get_by_uuid``,
+``get_by_name_label``, ``get_<field>``, ``set_<field>``,
+``add_to_<map>``/``remove_from_<map>``.  ``Async.<Class>.<method>`` runs any
+method in a task and returns the task ref at once.
+"""
+
+from __future__ import annotations
+
+import collections
+import copy
+import datetime
+import io
+import logging
+import pickle
+import threading
+import traceback
+import uuid as uuidlib
+import xmlrpc.client
+
+from nova_xenapi_resign.simulator import db as dbmod
+from nova_xenapi_resign.simulator import errors
+from nova_xenapi_resign.simulator.errors import XapiError
+
+LOG = logging.getLogger(__name__)
+
+# Pools reachable from VM.migrate_send, keyed by their pool id (the
+# "sim_pool" key of a migrate_receive token).  Real XAPI talks to the
+# destination over the network; an in-process registry is enough here.
+REGISTRY = {}
+_REGISTRY_LOCK = threading.Lock()
+
+DEFAULT_SETTINGS = {
+    # xapi.conf relax-xsm-sr-check: True/False, or None for "not set"
+    # (config_file.get_val then answers "" and XAPI's default, true, holds).
+    "relax-xsm-sr-check": True,
+    # Answer a duplicate SR.introduce with the pre-2013 INTERNAL_ERROR text
+    # instead of SR_UUID_EXISTS.
+    "legacy_errors": False,
+    "plugin_version": "2.1",
+    "product_version": "7.1.2",
+    "product_brand": "XenServer",
+    "platform_name": "XCP",
+    "platform_version": "2.2.0",
+    # Give every host a local "ext" SR; the master's is the pool default SR.
+    "local_sr": True,
+}
+
+_CLASS_BY_LOWER = {c.lower(): c for c in dbmod.CLASSES}
+
+
+def _now():
+    return xmlrpc.client.DateTime(
+        datetime.datetime.now(datetime.timezone.utc).strftime(
+            "%Y%m%dT%H:%M:%SZ"))
+
+
+class _SafeUnpickler(pickle.Unpickler):
+    """Plugin arguments are pickled by os-xenapi; allow plain data only."""
+
+    def find_class(self, module, name):
+        raise pickle.UnpicklingError("global %s.%s is forbidden"
+                                     % (module, name))
+
+
+def safe_unpickle(blob):
+    if isinstance(blob, xmlrpc.client.Binary):
+        blob = blob.data
+    if isinstance(blob, str):
+        blob = blob.encode("latin-1")
+    return _SafeUnpickler(io.BytesIO(blob)).load()
+
+
+class Method(object):
+    def __init__(self, func, nargs, optional=0, locked=True, counted=True):
+        self.func = func
+        self.max_args = nargs
+        self.min_args = nargs - optional
+        self.locked = locked
+        self.counted = counted
+
+
+def coerce(cls, field, value):
+    """Convert a wire value to the stored type of ``cls.field``."""
+    default = dbmod.DEFAULTS[cls][field]
+    try:
+        if isinstance(default, bool):
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.lower() in ("true", "false"):
+                return value.lower() == "true"
+            raise ValueError(value)
+        if isinstance(default, int):
+            return int(value)
+        if isinstance(default, float):
+            return float(value)
+        if isinstance(default, dict):
+            if not isinstance(value, dict):
+                raise ValueError(value)
+            return {str(k): v for k, v in value.items()}
+        if isinstance(default, list):
+            if not isinstance(value, (list, tuple)):
+                raise ValueError(value)
+            return list(value)
+        if isinstance(default, xmlrpc.client.DateTime):
+            if isinstance(value, datetime.datetime):
+                return xmlrpc.client.DateTime(value)
+            return xmlrpc.client.DateTime(value)
+        if not isinstance(value, str):
+            raise ValueError(value)
+        return value
+    except (TypeError, ValueError):
+        raise errors.field_type_error(field)
+
+
+class Pool(object):
+    """One simulated XAPI pool."""
+
+    def __init__(self, san, name="pool", hosts=1, settings=None,
+                 credentials=None, lvhd_reader=None, registry=None):
+        self.san = san
+        self.name = name
+        self.pool_id = str(uuidlib.uuid4())
+        self.settings = dict(DEFAULT_SETTINGS)
+        self.settings.update(settings or {})
+        self.credentials = credentials  # (user, password) or None: any
+        self.lvhd_reader = lvhd_reader
+        self.registry = REGISTRY if registry is None else registry
+        self.url = None
+        self.lock = threading.RLock()
+        self.db = dbmod.Database()
+        self.methods = {}
+        self.hazards = []
+        self.migrations = []
+        self.call_total = 0
+        self.calls_by_method = collections.Counter()
+        self.calls_by_session = collections.Counter()
+        self._count_lock = threading.Lock()
+        self._task_threads = []
+
+        from nova_xenapi_resign.simulator import migration
+        from nova_xenapi_resign.simulator import storage
+        self._register_core()
+        storage.register(self)
+        migration.register(self)
+        self._bootstrap(hosts)
+        with _REGISTRY_LOCK:
+            self.registry[self.pool_id] = self
+
+    # --- setup -----------------------------------------------------------
+
+    def _bootstrap(self, nhosts):
+        db = self.db
+        net = db.create("network",
+                        name_label="Pool-wide network associated with eth0",
+                        bridge="xenbr0")
+        self.master = None
+        for i in range(max(1, int(nhosts))):
+            host = db.create(
+                "host", name_label="%s-host%d" % (self.name, i),
+                hostname="%s-host%d" % (self.name, i),
+                address="127.0.0.1",
+                software_version={
+                    "product_version": self.settings["product_version"],
+                    "product_brand": self.settings["product_brand"],
+                    "platform_name": self.settings["platform_name"],
+                    "platform_version": self.settings["platform_version"],
+                    "xapi": "1.20"})
+            if self.master is None:
+                self.master = host
+            db.create("PIF", host=host, network=net, device="eth0",
+                      management=True, IP="192.0.2.%d" % (i + 10),
+                      netmask="255.255.255.0",
+                      MAC="02:00:00:00:00:%02x" % i)
+            db.create("VM", name_label="Control domain on host: %s"
+                      % db.get("host", host, "name_label"),
+                      is_control_domain=True, power_state="Running",
+                      resident_on=host, domid=0)
+        self.pool_ref = db.create("pool", name_label=self.name,
+                                  master=self.master)
+        self.network = net
+        if self.settings.get("local_sr"):
+            from nova_xenapi_resign.simulator import storage
+            for host in db.all_refs("host"):
+                sr = storage.create_local_sr(self, host)
+                if host == self.master:
+                    db.set("pool", self.pool_ref, "default_SR", sr)
+
+    def unregister(self):
+        with _REGISTRY_LOCK:
+            if self.registry.get(self.pool_id) is self:
+                del self.registry[self.pool_id]
+
+    def wait_tasks(self, timeout=10):
+        for t in list(self._task_threads):
+            t.join(timeout)
+
+    # --- registration ----------------------------------------------------
+
+    def register(self, name, func, nargs, optional=0, locked=True,
+                 counted=True):
+        """``func(pool, session, *args)``; ``nargs`` excludes the session."""
+        self.methods[name] = Method(func, nargs, optional, locked, counted)
+
+    def _register_core(self):
+        reg = self.register
+        reg("session.login_with_password", _login, 4, optional=2)
+        reg("session.slave_local_login_with_password", _login, 2)
+        reg("session.logout", _logout, 0)
+        reg("session.local_logout", _logout, 0)
+        reg("session.get_this_host", _get_this_host, 1)
+        reg("host.call_plugin", _call_plugin, 4)
+        reg("task.create", _task_create, 2)
+        reg("task.destroy", _task_destroy, 1)
+        reg("task.cancel", _task_cancel, 1)
+        reg("debug.get_call_count", _debug_call_count, 0, counted=False)
+        reg("debug.reset", _debug_reset, 0, counted=False)
+        reg("debug.get_hazards", _debug_hazards, 0, counted=False)
+        reg("debug.clear_hazards", _debug_clear_hazards, 0, counted=False)
+        reg("debug.get_migrations", _debug_migrations, 0, counted=False)
+        reg("debug.get_settings", _debug_settings, 0, counted=False)
+        reg("debug.set_setting", _debug_set_setting, 2, counted=False)
+
+    # --- dispatch --------------------------------------------------------
+
+    def dispatch(self, name, params):
+        """Run one XAPI call; return the response envelope."""
+        params = list(params)
+        try:
+            value = self._call(name, params)
+        except XapiError as exc:
+            return {"Status": "Failure", "ErrorDescription": exc.details}
+        except Exception as exc:  # a simulator bug: show it as XAPI would
+            LOG.error("simulator error in %s: %s", name,
+                      traceback.format_exc())
+            return {"Status": "Failure",
+                    "ErrorDescription": ["INTERNAL_ERROR",
+                                         "%s: %s" % (type(exc).__name__,
+                                                     exc)]}
+        return {"Status": "Success", "Value": dbmod.marshal(value)}
+
+    def _resolve(self, name):
+        method = self.methods.get(name)
+        if method is not None:
+            return method
+        cls, _, op = name.partition(".")
+        canon = _CLASS_BY_LOWER.get(cls.lower())
+        if canon is None or not op:
+            raise errors.message_method_unknown(name)
+        method = self.methods.get("%s.%s" % (canon, op))
+        if method is not None:
+            return method
+        return _generic(canon, op, name)
+
+    def _count(self, name, session):
+        with self._count_lock:
+            self.call_total += 1
+            self.calls_by_method[name] += 1
+            if session:
+                self.calls_by_session[session] += 1
+
+    def _call(self, name, params):
+        is_async = name.startswith("Async.")
+        inner = name[len("Async."):] if is_async else name
+        method = self._resolve(inner)
+        login = inner.startswith("session.") and "login" in inner \
+            and "logout" not in inner
+        session = None if login else (params[0] if params else "")
+        if method.counted:
+            self._count(name, session)
+        expected = method.max_args + (0 if login else 1)
+        low = method.min_args + (0 if login else 1)
+        if not low <= len(params) <= expected:
+            raise errors.parameter_count_mismatch(name, expected,
+                                                  len(params))
+        if not login:
+            with self.lock:
+                self.check_session(session)
+        if is_async:
+            return self._start_task(inner, method, params)
+        return self._invoke(method, params, login)
+
+    def _invoke(self, method, params, login=False):
+        args = [None] + params if login else params
+        if method.locked:
+            with self.lock:
+                return method.func(self, *args)
+        return method.func(self, *args)
+
+    def check_session(self, ref):
+        if not isinstance(ref, str) or not self.db.exists("session", ref):
+            raise errors.session_invalid(ref)
+        return ref
+
+    # --- tasks -----------------------------------------------------------
+
+    def _start_task(self, inner, method, params):
+        with self.lock:
+            task = self.db.create("task", name_label="Async.%s" % inner,
+                                  status="pending", created=_now(),
+                                  resident_on=self.master)
+
+        def run():
+            try:
+                value = self._invoke(method, params)
+                result = _task_result_xml(dbmod.marshal(value))
+                fields = dict(status="success", result=result,
+                              progress=1.0, error_info=[])
+            except XapiError as exc:
+                fields = dict(status="failure", error_info=exc.details,
+                              progress=1.0)
+            except Exception as exc:
+                LOG.error("simulator error in task %s: %s", inner,
+                          traceback.format_exc())
+                fields = dict(status="failure", progress=1.0,
+                              error_info=["INTERNAL_ERROR", str(exc)])
+            with self.lock:
+                if self.db.exists("task", task):
+                    rec = self.db.raw("task", task)
+                    if rec["status"] == "pending":
+                        rec.update(fields)
+                    rec["finished"] = _now()
+
+        thread = threading.Thread(target=run, name="task-%s" % inner,
+                                  daemon=True)
+        self._task_threads = [t for t in self._task_threads
+                              if t.is_alive()] + [thread]
+        thread.start()
+        return task
+
+    # --- helpers for the method modules ----------------------------------
+
+    def failure_for_duplicate_sr(self, uuid):
+        if self.settings.get("legacy_errors"):
+            return errors.uniqueness_violation("SR", "uuid", uuid)
+        return errors.sr_uuid_exists(uuid)
+
+    def record_hazard(self, hazard):
+        with self.lock:
+            self.hazards.append(dict(hazard))
+
+    def relaxed(self):
+        value = self.settings.get("relax-xsm-sr-check")
+        return True if value is None else bool(value)
+
+
+def _task_result_xml(value):
+    if value == "":
+        return ""
+    if isinstance(value, str):
+        from xml.sax.saxutils import escape
+        return "<value>%s</value>" % escape(value)
+    text = xmlrpc.client.dumps((value,))
+    start = text.index("<value>")
+    end = text.rindex("</value>") + len("</value>")
+    return text[start:end].replace("\n", "")
+
+
+# --- generic per-class methods ---------------------------------------------
+
+def _generic(cls, op, name):
+    fields = dbmod.fields_of(cls)
+    stored = dbmod.DEFAULTS[cls]
+
+    if op == "get_record":
+        return Method(lambda p, s, ref: p.db.record(cls, ref), 1)
+    if op == "get_all":
+        return Method(lambda p, s: p.db.all_refs(cls), 0)
+    if op == "get_all_records":
+        return Method(lambda p, s: p.db.all_records(cls), 0)
+    if op == "get_all_records_where":
+        def where(p, s, expr):
+            try:
+                return p.db.where(cls, expr)
+            except dbmod.QueryError as exc:
+                raise errors.internal_error(str(exc))
+        return Method(where, 1)
+    if op == "get_by_uuid":
+        return Method(lambda p, s, uuid: p.db.by_uuid(cls, uuid), 1)
+    if op == "get_by_name_label" and "name_label" in stored:
+        return Method(lambda p, s, label: p.db.find(cls, name_label=label), 1)
+    if op.startswith("get_") and op[4:] in fields:
+        field = op[4:]
+        return Method(lambda p, s, ref: copy.deepcopy(
+            p.db.get(cls, ref, field)), 1)
+    if op.startswith("set_") and op[4:] in stored and op[4:] != "uuid":
+        field = op[4:]
+
+        def setter(p, s, ref, value):
+            p.db.raw(cls, ref)
+            p.db.set(cls, ref, field, coerce(cls, field, value))
+            return ""
+        return Method(setter, 2)
+    for prefix in ("add_to_", "remove_from_"):
+        if op.startswith(prefix):
+            field = op[len(prefix):]
+            if not isinstance(stored.get(field), dict):
+                break
+            if prefix == "add_to_":
+                def add(p, s, ref, key, value):
+                    mapping = p.db.raw(cls, ref)[field]
+                    if key in mapping:
+                        raise errors.map_duplicate_key(cls, field, ref, key)
+                    mapping[str(key)] = value
+                    return ""
+                return Method(add, 3)
+
+            def remove(p, s, ref, key):
+                p.db.raw(cls, ref)[field].pop(key, None)
+                return ""
+            return Method(remove, 2)
+    raise errors.message_method_unknown(name)
+
+
+# --- sessions, plugins, tasks, debug ----------------------------------------
+
+def _login(pool, _none, user, password, version="1.0", originator=""):
+    if pool.credentials is not None and \
+            (user, password) != tuple(pool.credentials):
+        raise errors.session_authentication_failed(user)
+    return pool.db.create("session", this_host=pool.master,
+                          originator=str(originator), auth_user_name=user,
+                          last_active=_now(), validation_time=_now())
+
+
+def _logout(pool, session):
+    pool.db.destroy("session", session)
+    return ""
+
+
+def _get_this_host(pool, session, self_ref):
+    return pool.db.get("session", pool.check_session(self_ref), "this_host")
+
+
+def _call_plugin(pool, session, host, plugin, fn, args):
+    pool.db.raw("host", host)
+    if not isinstance(args, dict):
+        raise errors.field_type_error("args")
+    name = plugin[:-3] if plugin.endswith(".py") else plugin
+    pickled = "params" in args
+    if pickled:
+        try:
+            blob = safe_unpickle(args["params"])
+            call_args = tuple(blob.get("args", ()))
+            call_kwargs = dict(blob.get("kwargs", {}))
+        except Exception as exc:
+            raise errors.xenapi_plugin_failure(
+                "ValueError", "", "cannot unpickle params: %s" % exc)
+    else:
+        call_args = ()
+        call_kwargs = {k: v for k, v in args.items() if k != "host_uuid"}
+    plugins = {
+        "dom0_plugin_version": {
+            "get_version": lambda: pool.settings["plugin_version"]},
+        "config_file": {"get_val": lambda key: _config_get(pool, key)},
+    }
+    if name not in plugins:
+        raise errors.xenapi_missing_plugin(plugin)
+    func = plugins[name].get(fn)
+    if func is None:
+        raise errors.xenapi_plugin_failure(
+            "Exception", "", "no function %s in plugin %s" % (fn, plugin))
+    try:
+        result = func(*call_args, **call_kwargs)
+    except TypeError as exc:
+        raise errors.xenapi_plugin_failure("TypeError", "", str(exc))
+    if pickled:
+        return pickle.dumps(result)
+    return result
+
+
+def _config_get(pool, key):
+    value = pool.settings.get(key)
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _task_create(pool, session, label, description):
+    return pool.db.create("task", name_label=label,
+                          name_description=description, created=_now(),
+                          resident_on=pool.master)
+
+
+def _task_destroy(pool, session, task):
+    pool.db.destroy("task", task)
+    return ""
+
+
+def _task_cancel(pool, session, task):
+    rec = pool.db.raw("task", task)
+    if rec["status"] == "pending":
+        rec["status"] = "cancelled"
+        rec["finished"] = _now()
+    return ""
+
+
+def _debug_call_count(pool, session):
+    with pool._count_lock:
+        return {"total": pool.call_total,
+                "by_method": dict(pool.calls_by_method),
+                "by_session": dict(pool.calls_by_session),
+                "this_session": pool.calls_by_session.get(session, 0)}
+
+
+def _debug_reset(pool, session):
+    with pool._count_lock:
+        pool.call_total = 0
+        pool.calls_by_method.clear()
+        pool.calls_by_session.clear()
+    return ""
+
+
+def _debug_hazards(pool, session):
+    return [dict(h) for h in pool.hazards]
+
+
+def _debug_clear_hazards(pool, session):
+    del pool.hazards[:]
+    return ""
+
+
+def _debug_migrations(pool, session):
+    return [dict(m) for m in pool.migrations]
+
+
+def _debug_settings(pool, session):
+    return {k: ("" if v is None else v) for k, v in pool.settings.items()}
+
+
+def _debug_set_setting(pool, session, key, value):
+    if key not in DEFAULT_SETTINGS:
+        raise errors.internal_error("unknown setting %s" % key)
+    if isinstance(DEFAULT_SETTINGS[key], bool) and isinstance(value, str):
+        value = {"true": True, "false": False}.get(value.lower(), None)
+    pool.settings[key] = value
+    return ""

@@ -1,0 +1,85 @@
+"""Unit tests: dispatch, sessions, plugins and tasks, in-process."""
+
+import os
+import pickle
+import time
+
+from nova_xenapi_resign.simulator import api
+from nova_xenapi_resign.simulator import san as sanmod
+from tests import base
+
+
+class DispatchTest(base.TestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.pool = api.Pool(sanmod.San(os.path.join(self.tmpdir, "san")),
+                             hosts=2, registry={})
+        env = self.pool.dispatch("session.login_with_password",
+                                 ["root", "pw", "2.1", "unit"])
+        self.session = env["Value"]
+
+    def call(self, method, *params):
+        return self.pool.dispatch(method, [self.session] + list(params))
+
+    def test_hosts_and_bootstrap(self):
+        hosts = self.call("host.get_all")["Value"]
+        self.assertEqual(2, len(hosts))
+        master = self.call("pool.get_master",
+                           self.call("pool.get_all")["Value"][0])["Value"]
+        self.assertEqual(self.pool.master, master)
+        pifs = self.call("PIF.get_all_records_where",
+                         'field "management"="true"')["Value"]
+        self.assertEqual(2, len(pifs))
+        dom0s = self.call("VM.get_all_records_where",
+                          'field "is_control_domain"="true"')["Value"]
+        self.assertEqual(2, len(dom0s))
+
+    def test_class_names_case_insensitive(self):
+        self.assertEqual("Success", self.call("vm.get_all")["Status"])
+
+    def test_field_type_error(self):
+        env = self.call("SR.introduce", "u", "l", "d", "iscsi", "", False,
+                        "not-a-map")
+        self.assertEqual(["FIELD_TYPE_ERROR", "sm_config"],
+                         env["ErrorDescription"])
+
+    def test_optional_arguments(self):
+        env = self.call("SR.introduce", "u", "l", "d", "iscsi", "", False)
+        self.assertEqual("Success", env["Status"])
+
+    def test_plugin_pickled_bytes(self):
+        host = self.pool.master
+        blob = pickle.dumps({"args": (), "kwargs": {
+            "key": "relax-xsm-sr-check"}})
+        env = self.call("host.call_plugin", host, "config_file.py",
+                        "get_val", {"params": blob})
+        self.assertEqual("true", pickle.loads(env["Value"]))
+
+    def test_async_task(self):
+        env = self.call("Async.SR.introduce", "t", "l", "d", "iscsi", "",
+                        False, {})
+        task = env["Value"]
+        self.pool.wait_tasks()
+        rec = self.call("task.get_record", task)["Value"]
+        self.assertEqual("success", rec["status"])
+        self.assertIn("OpaqueRef:", rec["result"])
+
+    def test_async_unknown_method(self):
+        env = self.call("Async.SR.nope")
+        self.assertEqual(["MESSAGE_METHOD_UNKNOWN", "SR.nope"],
+                         env["ErrorDescription"])
+
+    def test_registry(self):
+        registry = {}
+        pool = api.Pool(self.pool.san, registry=registry)
+        self.assertIs(pool, registry[pool.pool_id])
+        pool.unregister()
+        self.assertEqual({}, registry)
+
+    def test_task_cancel(self):
+        task = self.call("task.create", "x", "y")["Value"]
+        self.call("task.cancel", task)
+        self.assertEqual("cancelled",
+                         self.call("task.get_status", task)["Value"])
+        time.sleep(0)
