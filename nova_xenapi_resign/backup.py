@@ -19,13 +19,13 @@ bytes of each range in header order.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 import dataclasses
 import hashlib
 import json
 import os
 import re
 import time
-from collections.abc import Iterable
 
 from nova_xenapi_resign import exception
 from nova_xenapi_resign.lvhd import device as device_mod

@@ -76,7 +76,7 @@ PHASES = (PHASE_CONTENT, PHASE_TEXT, PHASE_PRECOMMIT, PHASE_LABEL,
           PHASE_COMMIT)
 
 
-# --- identities ---------------------------------------------------------------
+# --- identities ---
 
 def target_vg_name(target_sr_uuid: str) -> str:
     return sr_mod.VG_PREFIX + target_sr_uuid
@@ -104,12 +104,15 @@ def _check_target(target_sr_uuid: str) -> None:
             "valid LVM name)" % (target_sr_uuid, sr_mod.VG_PREFIX))
 
 
-# --- models -------------------------------------------------------------------
+# --- models ---
 
 @dataclasses.dataclass(frozen=True)
 class Options:
-    """``journals``: ``refuse`` (default) or ``rename`` journal, jvhd and
-    cbtlog LVs along with the VDIs they name."""
+    """How to resign.
+
+    ``journals``: ``refuse`` (default) or ``rename`` journal, jvhd and
+    cbtlog LVs along with the VDIs they name.
+    """
 
     journals: str = JOURNALS_REFUSE
 
@@ -195,7 +198,7 @@ class ResignResult:
             self.target_sr_uuid, len(self.plan.changes), self.bytes_written)
 
 
-# --- inspection ---------------------------------------------------------------
+# --- inspection ---
 
 def _regions(dev, sr: sr_mod.LvhdSr) -> dict:
     regions = {}
@@ -285,7 +288,7 @@ def inspect(dev, backup_dir: str | None = None,
                       _regions(dev, current), b)
 
 
-# --- refusals and planning ------------------------------------------------------
+# --- refusals and planning ---
 
 def _refuse(device: str, reason: str) -> exception.UnsafeOperation:
     return exception.UnsafeOperation(device=device, reason=reason)
@@ -461,7 +464,7 @@ def plan(insp: Inspection, target_sr_uuid: str,
                 backup_ranges=tuple(backup_mod.merge_ranges(ranges)))
 
 
-# --- apply and verify -------------------------------------------------------------
+# --- apply and verify ---
 
 def apply(dev, p: Plan) -> None:
     """Write the plan phase by phase, with an fsync after each phase."""
@@ -501,13 +504,13 @@ def verify(dev, p: Plan) -> sr_mod.LvhdSr:
     return sr
 
 
-# --- locking and the public entry point -----------------------------------------
+# --- locking and the public entry point ---
 
 def _lock_name(path: str) -> str:
     st = os.stat(path)
     if stat.S_ISBLK(st.st_mode):
         return "xenapi-resign-blk-%d-%d" % (os.major(st.st_rdev),
-                                             os.minor(st.st_rdev))
+                                            os.minor(st.st_rdev))
     return "xenapi-resign-file-%d-%d" % (st.st_dev, st.st_ino)
 
 

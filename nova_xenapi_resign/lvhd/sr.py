@@ -233,8 +233,8 @@ def _read_vhd(dev, lv: LvInfo, problems: list[Problem]) -> _VhdFacts:
         parent_sr, parent_vdi, raw = vhd.parse_lvhd_parent_name(
             header.parent_name)
         for path in paths:
-            if vhd.parse_lvhd_parent_name(path)[:2] != (parent_sr,
-                                                         parent_vdi):
+            if vhd.parse_lvhd_parent_name(path)[:2] != (
+                    parent_sr, parent_vdi):
                 problems.append(Problem(
                     "locator-mismatch", lv.name,
                     "locator %r disagrees with parent name %r"
