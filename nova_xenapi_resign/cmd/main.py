@@ -19,7 +19,8 @@ import sys
 from nova_xenapi_resign import exception
 
 # Subcommand modules, in the order ``--help`` lists them.
-_SUBCOMMANDS = ("sr_uuid", "inspect", "resign", "restore")
+_SUBCOMMANDS = ("demo", "sr_uuid", "inspect", "resign", "restore",
+                "simulator")
 
 EPILOG = """exit codes: 0 done or nothing to do, 1 error, 2 usage,
 3 refused as unsafe (nothing was written)"""

@@ -20,6 +20,7 @@ import copy
 import datetime
 import io
 import logging
+import os
 import pickle
 import threading
 import traceback
@@ -134,6 +135,9 @@ class Pool(object):
         self.credentials = credentials  # (user, password) or None: any
         self.lvhd_reader = lvhd_reader
         self.registry = REGISTRY if registry is None else registry
+        # Where relvmoiscsi keeps its pre-write backups (dom0's disk).
+        self.backup_dir = os.path.join(san.root, ".resign-backups", name)
+        self.lock_dir = os.path.join(san.root, ".locks")
         self.url = None
         self.lock = threading.RLock()
         self.db = dbmod.Database()

@@ -249,9 +249,16 @@ class LvmoIscsiBackend(Backend):
         return srlist_xml([found.sr_uuid] if found.sr_uuid else [])
 
     def create(self, pool, sr, device_config, size):
-        raise errors.sr_backend_failure(
-            202, "SR.create for lvmoiscsi is not implemented by the "
-            "simulator")
+        """Format the LUN as an empty LVHD SR, as LVHDSR.create does."""
+        from nova_xenapi_resign.lvhd import create
+        from nova_xenapi_resign.lvhd import device
+        target, lun = self._lun(pool, device_config)
+        db = pool.db
+        with device.open_device(target.path(lun), writable=True) as dev:
+            create.format_sr(dev, db.get("SR", sr, "uuid"),
+                             name_label=db.get("SR", sr, "name_label"),
+                             name_description=db.get("SR", sr,
+                                                     "name_description"))
 
     def scan(self, pool, sr, device_config):
         db = pool.db
@@ -309,6 +316,31 @@ class LvmoIscsiBackend(Backend):
         return target.path(lun)
 
 
+class RelvmoIscsiBackend(LvmoIscsiBackend):
+    """``relvmoiscsi``: create = resignature a cloned LVHD LUN, then attach.
+
+    The seed-001 UX, done properly: ``SR.create`` gives the LUN the new SR's
+    uuid with the project's resign engine and succeeds, leaving an attached
+    SR whose VDIs have new uuids; the original can stay attached beside it.
+    """
+
+    type = "relvmoiscsi"
+
+    def create(self, pool, sr, device_config, size):
+        from nova_xenapi_resign import exception
+        from nova_xenapi_resign import resign
+        target, lun = self._lun(pool, device_config)
+        try:
+            resign.resign_device(target.path(lun),
+                                 pool.db.get("SR", sr, "uuid"),
+                                 backup_dir=pool.backup_dir,
+                                 lock_path=pool.lock_dir)
+        except exception.ResignException as exc:
+            raise errors.sr_backend_failure(
+                1, "resignature of %s LUN %d failed: %s"
+                % (target.iqn, lun, exc))
+
+
 class LocalBackend(Backend):
     """Host-local storage (``ext``): records only, no data.
 
@@ -335,6 +367,7 @@ class LocalBackend(Backend):
 
 
 BACKENDS = {b.type: b for b in (IscsiBackend(), LvmoIscsiBackend(),
+                                RelvmoIscsiBackend(),
                                 LocalBackend())}
 
 

@@ -1,0 +1,314 @@
+"""``xenapi-resign demo``: the whole story on the embedded XAPI, in seconds.
+
+Two simulated pools share one SAN of LUN image files.  The demo attaches an
+LVHD SR, clones its LUN on the "SAN", shows XAPI refusing the clone, resigns
+it and attaches it beside the original; then it reproduces Launchpad bug
+1566622 with Nova's stock algorithm and live-migrates the same legacy-named
+volume with the extension, with no storage mirror.  Every step records the
+XAPI calls it cost; the hazard list of both pools must stay empty.
+
+Step names (stable, for ``--json``): see :data:`STEPS`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import shutil
+import tempfile
+import time
+from typing import Any, Callable
+
+STEPS = ("start-pools", "format-original-lun", "attach-original", "san-clone",
+         "introduce-duplicate-refused", "resign-clone", "attach-clone",
+         "bug-1566622-stock-nova", "live-migrate-legacy-volume",
+         "no-hazards")
+
+MiB = 1024 * 1024
+PORTAL = "192.0.2.10:3260"
+IQN_SR = "iqn.2010-01.com.solidfire:demo.sr-lun"
+IQN_CLONE = "iqn.2010-01.com.solidfire:demo.sr-lun-clone"
+IQN_VOLUME = "iqn.2010-01.com.solidfire:demo.vol-1"
+VOLUME_ID = "0b9bf0a4-4ad3-4c55-9f44-3b1a5c6e0d01"
+
+
+@dataclasses.dataclass
+class Step:
+    name: str
+    ok: bool
+    xapi_calls: int
+    seconds: float
+    summary: str
+    detail: dict
+
+
+def _sha256(path: str) -> str:
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def _failure(call: Callable, *args: Any) -> list:
+    import XenAPI
+    try:
+        call(*args)
+    except XenAPI.Failure as exc:
+        return list(exc.details)
+    return []
+
+
+class Demo(object):
+    """Runs the steps in order; each returns (ok, summary, detail)."""
+
+    def __init__(self, workdir: str) -> None:
+        self.workdir = workdir
+        self.steps: list[Step] = []
+        self.sim = None
+        self.a = self.b = None      # Nova-like sessions on pool A and B
+        self.ctx: dict = {}
+
+    # --- bookkeeping ---------------------------------------------------
+
+    def _calls(self) -> int:
+        if self.sim is None:
+            return 0
+        return sum(int(p.call_total) for p in self.sim.pools)
+
+    def run(self, report: Callable[[Step], None]) -> list[Step]:
+        for name in STEPS:
+            before, started = self._calls(), time.monotonic()
+            try:
+                ok, summary, detail = getattr(
+                    self, "step_" + name.replace("-", "_"))()
+            except Exception as exc:  # the demo reports, never hides
+                ok, summary, detail = False, "%s: %s" % (
+                    type(exc).__name__, exc), {}
+            step = Step(name, ok, self._calls() - before,
+                        time.monotonic() - started, summary, detail)
+            self.steps.append(step)
+            report(step)
+            if not ok:
+                break
+        return self.steps
+
+    def close(self) -> None:
+        if self.sim is not None:
+            self.sim.stop()
+
+    # --- the SR and its clone -----------------------------------------
+
+    def step_start_pools(self):
+        from nova_xenapi_resign.simulator import server
+        from nova_xenapi_resign.xenapi import session
+        self.sim = server.serve(self.workdir + "/san", pools=2,
+                                names=["pool-a", "pool-b"])
+        self.a = session.XenAPISession(self.sim.urls[0])
+        self.b = session.XenAPISession(self.sim.urls[1])
+        return True, "two pools sharing one SAN", {"urls": self.sim.urls}
+
+    def step_format_original_lun(self):
+        from nova_xenapi_resign.lvhd import create
+        from nova_xenapi_resign.lvhd import device
+        import uuid
+        path = self.sim.san.create_lun(PORTAL, IQN_SR, 0, 64 * MiB)
+        sr_uuid = str(uuid.uuid4())
+        base, leaf, snap, raw = (str(uuid.uuid4()) for _ in range(4))
+        vdis = (
+            create.VdiSpec(base, "vhd", 8 * MiB, name_label="base copy",
+                           hidden=True, read_only=True, managed=False),
+            create.VdiSpec(leaf, "vhd", 8 * MiB, name_label="vm-disk",
+                           parent=base),
+            create.VdiSpec(snap, "vhd", 8 * MiB, name_label="vm-disk snap",
+                           parent=base, is_a_snapshot=True,
+                           snapshot_of=leaf),
+            create.VdiSpec(raw, "raw", 4 * MiB, name_label="config-drive"))
+        with device.open_device(path, writable=True) as dev:
+            create.format_sr(dev, sr_uuid, vdis, name_label="customer-sr")
+        self.ctx.update(original=path, sr_uuid=sr_uuid,
+                        original_sha256=_sha256(path))
+        return True, "LVHD SR %s with a snapshot tree and a raw VDI" % (
+            sr_uuid), {"sr_uuid": sr_uuid, "vdis": [v.uuid for v in vdis]}
+
+    def _attach_lvhd(self, iqn: str, name: str):
+        """sr-probe, sr-introduce, pbd-create, pbd-plug, sr-scan."""
+        import xml.dom.minidom
+        x = self.a.xenapi
+        config = {"target": PORTAL.split(":")[0], "port": "3260",
+                  "targetIQN": iqn, "LUNid": "0"}
+        probe = x.SR.probe(self.a.host_ref, config, "lvmoiscsi", {})
+        uuids = [n.firstChild.data.strip() for n in xml.dom.minidom
+                 .parseString(probe).getElementsByTagName("UUID")]
+        sr = x.SR.introduce(uuids[0], name, "", "lvmoiscsi", "", True, {})
+        pbd = x.PBD.create({"host": self.a.host_ref, "SR": sr,
+                            "device_config": config})
+        x.PBD.plug(pbd)
+        x.SR.scan(sr)
+        vdis = {x.VDI.get_uuid(v): x.VDI.get_record(v)
+                for v in x.SR.get_VDIs(sr)}
+        return uuids[0], sr, vdis
+
+    def step_attach_original(self):
+        sr_uuid, sr, vdis = self._attach_lvhd(IQN_SR, "customer-sr")
+        self.ctx["original_vdis"] = vdis
+        summary = "attached in pool-a with %d VDIs" % len(vdis)
+        return sr_uuid == self.ctx["sr_uuid"], summary, {
+            "sr_uuid": sr_uuid, "vdis": sorted(vdis)}
+
+    def step_san_clone(self):
+        clone = self.sim.san.clone_lun(self.ctx["original"], PORTAL,
+                                       IQN_CLONE, 0)
+        self.ctx["clone"] = clone
+        same = _sha256(clone) == self.ctx["original_sha256"]
+        return same, "clone LUN is a byte copy (same SR uuid, LVM ids, " \
+            "VDI uuids)", {"clone": clone}
+
+    def step_introduce_duplicate_refused(self):
+        x = self.a.xenapi
+        error = _failure(x.SR.introduce, self.ctx["sr_uuid"], "clone", "",
+                         "lvmoiscsi", "", True, {})
+        ok = bool(error) and error[0] == "SR_UUID_EXISTS"
+        return ok, "XAPI refuses the clone: %s" % " ".join(error), {
+            "error": error}
+
+    def step_resign_clone(self):
+        from nova_xenapi_resign import resign
+        from nova_xenapi_resign import sr_naming
+        target = sr_naming.preferred_sr_uuid(
+            {"target_portal": PORTAL, "target_iqn": IQN_CLONE}, "uuid5")
+        where = dict(backup_dir=self.workdir + "/backups",
+                     lock_path=self.workdir + "/locks")
+        result = resign.resign_device(self.ctx["clone"], target, **where)
+        again = resign.resign_device(self.ctx["clone"], target, **where)
+        untouched = _sha256(self.ctx["original"]) == \
+            self.ctx["original_sha256"]
+        self.ctx["target"] = target
+        ok = result.changed and not again.changed and untouched
+        return ok, "%s; rerun: %s; original untouched: %s" % (
+            result.message, again.message, untouched), {
+            "target_sr_uuid": target, "changes": len(result.plan.changes),
+            "bytes_written": result.bytes_written,
+            "seconds": round(result.seconds, 4)}
+
+    def step_attach_clone(self):
+        sr_uuid, sr, vdis = self._attach_lvhd(IQN_CLONE, "customer-sr clone")
+        original = self.ctx["original_vdis"]
+        labels = sorted(r["name_label"] for r in vdis.values())
+        same_labels = labels == sorted(r["name_label"]
+                                       for r in original.values())
+        disjoint = not set(vdis) & set(original)
+        parents = sorted(bool(r["sm_config"].get("vhd-parent"))
+                         for r in vdis.values())
+        same_tree = parents == sorted(bool(r["sm_config"].get("vhd-parent"))
+                                      for r in original.values())
+        srs = len(self.a.xenapi.SR.get_all_records_where(
+            'field "type"="lvmoiscsi"'))
+        ok = (sr_uuid == self.ctx["target"] and same_labels and disjoint
+              and same_tree and srs == 2)
+        return ok, "clone attached beside the original: new VDI uuids, " \
+            "same labels and parent tree", {"sr_uuid": sr_uuid,
+                                            "labels": labels}
+
+    # --- live migration of a legacy-named volume --------------------------
+
+    def _volume_bdi(self) -> dict:
+        data = {"volume_id": VOLUME_ID, "target_portal": PORTAL,
+                "target_iqn": IQN_VOLUME, "target_lun": 0}
+        return {"block_device_mapping": [{
+            "mount_device": "/dev/xvdb",
+            "connection_info": {"driver_volume_type": "iscsi",
+                                "serial": VOLUME_ID, "data": data}}]}
+
+    def _legacy_vm(self):
+        """A VM whose volume SR a pre-Mitaka Nova named FA15E-D15C-<id>."""
+        from nova_xenapi_resign import sr_naming
+        from nova_xenapi_resign.xenapi import volume_utils
+        self.sim.san.create_lun(PORTAL, IQN_VOLUME, 0, 8 * MiB)
+        data = dict(self._volume_bdi()["block_device_mapping"][0]
+                    ["connection_info"]["data"])
+        sr, sr_uuid, _ = volume_utils.connect_volume_sr(
+            self.a, data, style=sr_naming.STYLE_LEGACY)
+        x = self.a.xenapi
+        vdi = x.SR.get_VDIs(sr)[0]
+        vm = x.VM.create({"name_label": "instance-legacy"})
+        x.VBD.create({"VM": vm, "VDI": vdi, "userdevice": "1",
+                      "bootable": False, "mode": "RW", "type": "Disk",
+                      "unpluggable": True, "empty": False,
+                      "other_config": {"osvol": "True"},
+                      "qos_algorithm_type": "",
+                      "qos_algorithm_params": {}})
+        x.VM.start(vm, False, False)
+        return vm, vdi, sr_uuid
+
+    def step_bug_1566622_stock_nova(self):
+        """Stock Nova: the source cannot find the destination's SR uuid.
+
+        The destination names the SR uuid5, the source asks XAPI for that
+        uuid and gets UUID_INVALID.
+        """
+        from nova_xenapi_resign import sr_naming
+        from nova_xenapi_resign.xenapi import volume_utils
+        vm, vdi, legacy = self._legacy_vm()
+        self.ctx.update(vm=vm, vdi=vdi, legacy=legacy)
+        data = self._volume_bdi()["block_device_mapping"][0][
+            "connection_info"]["data"]
+        dest_sr, dest_uuid, _ = volume_utils.connect_volume_sr(
+            self.b, data, style=sr_naming.STYLE_UUID5)
+        error = _failure(self.a.xenapi.SR.get_by_uuid, dest_uuid)
+        volume_utils.forget_sr(self.b, dest_sr)
+        ok = legacy.startswith(sr_naming.LEGACY_PREFIX) and error[:1] == [
+            "UUID_INVALID"]
+        return ok, "reproduced: source SR %s, destination SR %s -> %s" % (
+            legacy, dest_uuid, " ".join(error)), {"error": error}
+
+    def step_live_migrate_legacy_volume(self):
+        from nova_xenapi_resign.xenapi import live_migration as lm
+        from nova_xenapi_resign.xenapi import volume_utils
+        a, b = self.a, self.b
+        bdi = self._volume_bdi()
+        # Source, check_can_live_migrate_source: which SR each volume uses.
+        vmap = lm.build_volume_sr_uuid_map(a, bdi, "auto")
+        # Destination, pre_live_migration: connect under the source's uuid.
+        dest_bdi = lm.inject_source_sr_uuids(bdi, vmap)
+        sr_uuid_map = {}
+        for bdm in dest_bdi["block_device_mapping"]:
+            sr, sr_uuid, _ = volume_utils.connect_volume_sr(
+                b, bdm["connection_info"]["data"])
+            sr_uuid_map[sr_uuid] = sr
+        token = b.xenapi.host.migrate_receive(
+            b.host_ref, b.xenapi.network.get_all()[0], {})
+        # Source, live_migration: refuse anything XAPI would mirror.
+        local = lm.check_sr_uuid_map(a, self.ctx["vm"], sr_uuid_map, vmap,
+                                     relaxed_xsm_sr_check=True)
+        vdi_map = {self.ctx["vdi"]: sr_uuid_map[self.ctx["legacy"]]}
+        a.xenapi.VM.assert_can_migrate(self.ctx["vm"], token, True, vdi_map,
+                                       {}, {})
+        a.xenapi.VM.migrate_send(self.ctx["vm"], token, True, vdi_map, {},
+                                 {})
+        for sr in local.values():
+            volume_utils.forget_sr(a, sr)
+        [migration] = a.xenapi.debug.get_migrations()
+        on_b = b.xenapi.VM.get_by_name_label("instance-legacy")
+        ok = bool(on_b) and not migration["mirrored"] and set(
+            sr_uuid_map) == {self.ctx["legacy"]}
+        summary = "VM moved to pool-b; volume SR %s on both sides; " \
+            "mirrored: %s" % (self.ctx["legacy"], migration["mirrored"])
+        return ok, summary, {"volume_sr_uuid_map": vmap,
+                             "mirrored": migration["mirrored"]}
+
+    def step_no_hazards(self):
+        hazards = [h for s in (self.a, self.b)
+                   for h in s.xenapi.debug.get_hazards()]
+        self.ctx["hazards"] = hazards
+        return not hazards, "no LUN was ever mirrored onto itself", {
+            "hazards": hazards}
+
+
+def run(report: Callable[[Step], None]) -> tuple[list[Step], list]:
+    """Run the demo in a temporary directory that is always removed."""
+    workdir = tempfile.mkdtemp(prefix="xenapi-resign-demo-")
+    demo = Demo(workdir)
+    try:
+        steps = demo.run(report)
+        return steps, demo.ctx.get("hazards", [])
+    finally:
+        demo.close()
+        shutil.rmtree(workdir, ignore_errors=True)

@@ -1,0 +1,39 @@
+"""A XAPI session with the interface Nova's XenAPI driver code expects.
+
+Nova's volume and migration helpers call ``session.call_xenapi(method,
+*args)`` and read ``session.host_ref`` and ``session.product_version``.  This
+adapter gives exactly that over the PyPI ``XenAPI`` client, for tools, the
+demo and tests that drive a (real or embedded) XAPI without Nova.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class XenAPISession(object):
+    """``call_xenapi`` over a logged-in ``XenAPI.Session``."""
+
+    def __init__(self, url: str, user: str = "root", password: str = "",
+                 originator: str = "nova-xenapi-resign") -> None:
+        import XenAPI
+        self._session = XenAPI.Session(url)
+        self._session.xenapi.login_with_password(user, password, "1.0",
+                                                 originator)
+        self.xenapi = self._session.xenapi
+        pool = self.xenapi.pool.get_all()[0]
+        self.host_ref = self.xenapi.pool.get_master(pool)
+        software = self.xenapi.host.get_software_version(self.host_ref)
+        version = software.get("product_version") or software.get(
+            "platform_version", "0.0.0")
+        self.product_version = tuple(int(p) for p in version.split(".")[:3])
+
+    def call_xenapi(self, method: str, *args: Any) -> Any:
+        """Call ``Class.method`` (or ``Async.Class.method``) with ``args``."""
+        target = self.xenapi
+        for part in method.split("."):
+            target = getattr(target, part)
+        return target(*args)
+
+    def logout(self) -> None:
+        self._session.xenapi.session.logout()
