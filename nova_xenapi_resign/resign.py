@@ -65,7 +65,7 @@ _FATAL_PROBLEMS = frozenset((
     "pv-id-mismatch", "no-mgt"))
 # Problems a half-finished resignature leaves behind.
 _PARTIAL_PROBLEMS = frozenset(("pv-id-mismatch", "mgt-sr-uuid",
-                               "foreign-parent"))
+                               "foreign-parent", "locator-mismatch"))
 
 PHASE_CONTENT = "vhd+mgt"
 PHASE_TEXT = "lvm-text"
@@ -166,6 +166,9 @@ class Plan:
     changes: tuple[Change, ...]
     writes: tuple[Write, ...]
     backup_ranges: tuple[tuple[int, int], ...]
+    #: Problem codes the original already had and resigning keeps (e.g. an
+    #: MGT record without its LV, which SM itself cleans up on attach).
+    tolerated: frozenset = frozenset()
 
     @property
     def bytes_to_write(self) -> int:
@@ -280,10 +283,12 @@ def inspect(dev, backup_dir: str | None = None,
                           original, _regions(view, original), b)
     if current is None:
         raise error
+    # Without its backup, an interrupted run still shows: identifiers of
+    # two SRs at once, or a precommitted copy of our text.
     partial = any(p.code in _PARTIAL_PROBLEMS for p in current.problems)
     pending = any(m.precommitted_text and MARKER in m.precommitted_text
                   .decode("utf-8", "replace") for m in current.pv.mdas)
-    state = STATE_RESIGNING if (partial and pending) else STATE_ORIGINAL
+    state = STATE_RESIGNING if (partial or pending) else STATE_ORIGINAL
     return Inspection(dev.path, dev.size, state, current, current,
                       _regions(dev, current), b)
 
@@ -299,9 +304,11 @@ def check_safe(insp: Inspection, target_sr_uuid: str,
     """Refuse what cannot be resigned consistently; nothing is written."""
     sr = insp.original
     if insp.state == STATE_RESIGNING and insp.backup is None:
-        raise _refuse(insp.device, "a resignature was interrupted here, but "
-                      "its backup is not in the backup directory; pass the "
-                      "--backup-dir it used, or restore the device")
+        raise _refuse(insp.device, "this looks like an interrupted "
+                      "resignature (%s), but its backup is not in the backup "
+                      "directory; pass the --backup-dir it used, or restore "
+                      "the device" % ("; ".join(
+                          p.code for p in sr.problems) or "precommitted"))
     fatal = [p for p in sr.problems if p.code in _FATAL_PROBLEMS]
     if fatal:
         raise _refuse(insp.device, "; ".join(str(p) for p in fatal))
@@ -461,7 +468,8 @@ def plan(insp: Inspection, target_sr_uuid: str,
                 source_pv_id=sr.pv_id, new_pv_id=new_pv_id,
                 new_vg_id=new_vg_id, vdi_map=vdi_map, lv_map=lv_map,
                 changes=tuple(changes), writes=tuple(writes),
-                backup_ranges=tuple(backup_mod.merge_ranges(ranges)))
+                backup_ranges=tuple(backup_mod.merge_ranges(ranges)),
+                tolerated=frozenset(p.code for p in sr.problems))
 
 
 # --- apply and verify ---
@@ -496,8 +504,9 @@ def verify(dev, p: Plan) -> sr_mod.LvhdSr:
     found_lvs = sorted((lv.name, lv.id) for lv in sr.lvs)
     if found_lvs != expected_lvs:
         raise mismatch("LV names and ids", found_lvs, expected_lvs)
-    if sr.problems:
-        raise mismatch("consistency", "; ".join(map(str, sr.problems)),
+    new_problems = [x for x in sr.problems if x.code not in p.tolerated]
+    if new_problems:
+        raise mismatch("consistency", "; ".join(map(str, new_problems)),
                        "no problems")
     if not _is_resigned(sr):
         raise mismatch("state", "not resigned", STATE_RESIGNED)
@@ -585,7 +594,8 @@ def _replan_resigned(insp: Inspection) -> Plan:
                 new_pv_id=lvm.format_lvm_id(sr.pv_id), new_vg_id=sr.vg.id,
                 vdi_map={}, lv_map={lv.name: (lv.name, lv.id)
                                     for lv in sr.lvs},
-                changes=(), writes=(), backup_ranges=())
+                changes=(), writes=(), backup_ranges=(),
+                tolerated=frozenset(x.code for x in sr.problems))
 
 
 def _result(dev, target, changed, dry_run, state, p, backup_path, started
