@@ -5,10 +5,10 @@ import shutil
 import uuid
 
 from nova_xenapi_resign import exception
-from nova_xenapi_resign import resign
 from nova_xenapi_resign.lvhd import create
 from nova_xenapi_resign.lvhd import device
 from nova_xenapi_resign.lvhd import sr as sr_mod
+from nova_xenapi_resign import resign
 from tests import base
 
 MiB = 1024 * 1024

@@ -171,13 +171,6 @@ class LvmoIscsiTest(_LvmoBase):
         self.assertNotIn("<UUID>", xml)
         self.assertEqual(storage.srlist_xml([]), xml)
 
-    def test_sr_create_not_implemented(self):
-        details = self.call("SR.create", self.host, self.dc, "0", "l", "",
-                            "lvmoiscsi", "", True, {}, ok=False)
-        self.assertEqual("SR_BACKEND_FAILURE_202", details[0])
-        self.assertEqual({}, self.call("SR.get_all_records_where",
-                                       'field "type"="lvmoiscsi"'))
-
     def test_default_reader_uses_lvhd_library(self):
         reader = storage.LvhdReader()
         try:
