@@ -196,14 +196,18 @@ def check_sr_uuid(sr_uuid: str) -> None:
         raise _invalid("SR uuid %r does not make a valid VG name", sr_uuid)
 
 
-def check_vdis(vdis: Iterable[VdiSpec]) -> tuple[VdiSpec, ...]:
+def check_vdis(vdis: Iterable[VdiSpec], existing: dict | None = None
+               ) -> tuple[VdiSpec, ...]:
     """Validate a VDI list; returns it as a tuple.
 
     Refuses (``InvalidInput``) repeated or malformed uuids, unknown types,
     bad sizes, a parent that is not a vhd VDI of the list, a parent listed
-    after its child, and parent cycles.
+    after its child, and parent cycles.  ``existing`` maps the uuids of
+    VDIs already in the SR to their vdi_type: they may be parents, and new
+    VDIs may not reuse their uuids.
     """
     vdis = tuple(vdis)
+    existing = dict(existing or {})
     position = {}
     for i, spec in enumerate(vdis):
         if not isinstance(spec, VdiSpec):
@@ -213,6 +217,8 @@ def check_vdis(vdis: Iterable[VdiSpec]) -> tuple[VdiSpec, ...]:
                            spec.uuid)
         if spec.uuid in position:
             raise _invalid("VDI uuid %s is listed twice", spec.uuid)
+        if spec.uuid in existing:
+            raise _invalid("VDI uuid %s is already in the SR", spec.uuid)
         position[spec.uuid] = i
         if spec.vdi_type not in (VDI_TYPE_VHD, VDI_TYPE_RAW):
             raise _invalid("VDI %s: vdi_type must be 'vhd' or 'raw', not %r",
@@ -231,6 +237,11 @@ def check_vdis(vdis: Iterable[VdiSpec]) -> tuple[VdiSpec, ...]:
         if spec.parent is None:
             continue
         parent = by_uuid.get(spec.parent)
+        if parent is None and spec.parent in existing:
+            if existing[spec.parent] != VDI_TYPE_VHD:
+                raise _invalid("VDI %s: parent %s is not a vhd VDI",
+                               spec.uuid, spec.parent)
+            continue
         if parent is None:
             raise _invalid("VDI %s: parent %r is not in the VDI list",
                            spec.uuid, spec.parent)
@@ -271,17 +282,19 @@ def mgt_contents(sr_uuid: str, vdis: Sequence[VdiSpec], *,
                              device="<MGT of %s>" % sr_uuid)
 
 
-def vhd_contents(sr_uuid: str, spec: VdiSpec) -> bytes:
+def vhd_contents(sr_uuid: str, spec: VdiSpec,
+                 parent_uid: uuid_mod.UUID | None = None) -> bytes:
     """The VHD image of a vhd VDI: footer copy, header, BAT, ..., footer.
 
     A child names its parent ``lvhd_parent_name(sr_uuid, parent)`` in
     ``prt_name`` and in MacX/W2ku/W2ru locators, with the parent's
-    :func:`footer_uuid` as ``prt_uuid``.
+    :func:`footer_uuid` as ``prt_uuid`` (or ``parent_uid`` when given:
+    the footer unique id of a parent already on the SR).
     """
     parent = None
     if spec.parent is not None:
         parent = (vhd.lvhd_parent_name(sr_uuid, spec.parent),
-                  footer_uuid(sr_uuid, spec.parent))
+                  parent_uid or footer_uuid(sr_uuid, spec.parent))
     return vhd.build_dynamic_vhd(spec.virtual_size,
                                  uuid=footer_uuid(sr_uuid, spec.uuid),
                                  parent=parent, hidden=spec.hidden)
@@ -552,3 +565,150 @@ def apply_plan(dev, plan: FormatPlan) -> None:
     dev.fsync()
     dev.write(*label_write)
     dev.fsync()
+
+
+# --- adding VDIs to an existing SR ------------------------------------------
+
+def _refuse(dev, reason: str, *args: object) -> exception.UnsafeOperation:
+    return exception.UnsafeOperation(device=getattr(dev, "path", "?"),
+                                     reason=reason % args if args else reason)
+
+
+def plan_add_vdis(dev, vdis: Iterable[VdiSpec], *,
+                  creation_host: str = DEFAULT_CREATION_HOST,
+                  creation_time: int = DEFAULT_CREATION_TIME) -> tuple:
+    """The writes that append ``vdis`` to the SR on ``dev`` (reads only).
+
+    Returns ``(body, commits)``, two tuples of ``(offset, bytes)`` writes:
+    the body is VHD images, the new MGT records, the MGT header (new
+    length) and the new metadata text of every metadata area; the commits
+    are their mda_headers.  New LVs take the
+    extents after the last used one, get ids from :func:`lv_id_for` and
+    may have parents among the SR's existing vhd VDIs.  Refuses
+    (``UnsafeOperation``) an SR with problems, without MGT or with an
+    interrupted metadata write; ``InvalidInput`` for bad specs or no room.
+    """
+    model = sr_mod.inspect(dev)
+    if model.problems:
+        raise _refuse(dev, "the SR has problems: %s",
+                      "; ".join(str(p) for p in model.problems))
+    if model.sr_uuid is None or model.mgt is None:
+        raise _refuse(dev, "not an LVHD SR with an MGT volume")
+    if any(m.precommitted_text is not None or m.precommit_error
+           for m in model.pv.mdas):
+        raise _refuse(dev, "a metadata write was interrupted (slot 1 set)")
+    sr_uuid, vg = model.sr_uuid, model.vg
+    existing = {v.uuid: v.vdi_type for v in model.vdis}
+    vdis = check_vdis(vdis, existing)
+    if not vdis:
+        return (), ()
+    extent_size = vg.extent_size * SECTOR
+    pv = vg.pvs[0]
+    next_extent = max([pe + seg.extent_count for lv in vg.lvs
+                       for seg in lv.segments for _, pe in seg.stripes]
+                      or [0])
+    parent_uids = {}
+    for spec in vdis:
+        if spec.parent in existing and spec.parent not in parent_uids:
+            lv = model.lv(vhd.LV_PREFIX_VHD + spec.parent)
+            parent_uids[spec.parent] = vhd.parse_footer(
+                sr_mod.read_lv(dev, lv, 0, vhd.FOOTER_SIZE), dev.path).uuid
+    lvs, writes = [], []
+    for spec in vdis:
+        data, size, tags = b"", spec.virtual_size, ()
+        if spec.vdi_type == VDI_TYPE_VHD:
+            data = vhd_contents(sr_uuid, spec, parent_uids.get(spec.parent))
+            size = len(data)
+        elif spec.hidden:
+            tags = (sr_mod.HIDDEN_TAG,)
+        count = _round_up(size, extent_size) // extent_size
+        lv = LvPlan(name=spec.lv_name, id=lv_id_for(sr_uuid, spec.lv_name),
+                    start_extent=next_extent, extent_count=count,
+                    read_only=spec.read_only, tags=tags, contents=data)
+        next_extent += count
+        lvs.append(lv)
+        if data:
+            writes.append((pv.pe_start * SECTOR
+                           + lv.start_extent * extent_size, data))
+    if next_extent > pv.pe_count:
+        raise _invalid("SR %s has no room for %d more extents (%d of %d "
+                       "used)", sr_uuid, sum(lv.extent_count for lv in lvs),
+                       next_extent - sum(lv.extent_count for lv in lvs),
+                       pv.pe_count)
+
+    # MGT: new records after the last slot, then the header's length.
+    mgt = model.mgt
+    mgt_lv = model.lv(sr_mod.MGT_LV)
+    first = len(mgt.records)
+    records = b"".join(srmetadata.render_record(srmetadata.vdi_record(
+        first + i, spec.uuid, name_label=spec.name_label,
+        name_description=spec.name_description,
+        is_a_snapshot=spec.is_a_snapshot, snapshot_of=spec.snapshot_of,
+        snapshot_time=spec.snapshot_time, type=spec.type,
+        vdi_type=SM_VDI_TYPES[spec.vdi_type], read_only=spec.read_only,
+        managed=spec.managed)) for i, spec in enumerate(vdis))
+    offset = srmetadata.SR_INFO_SIZE + srmetadata.VDI_RECORD_SIZE * first
+    length = offset + len(records)
+    if length > mgt_lv.size:
+        raise _invalid("MGT of SR %s cannot hold %d bytes", sr_uuid, length)
+    for lv_offset, data in ((offset, records), (0, srmetadata.render_header(
+            length, mgt.header_version))):
+        pos = 0
+        for dev_offset, n in mgt_lv.device_ranges(lv_offset, len(data)):
+            writes.append((dev_offset, data[pos:pos + n]))
+            pos += n
+
+    # LVM: the new LV sections, seqno + 1, into every metadata area.
+    snippet = "".join("\n" + render_lv_text(
+        lv, creation_host=creation_host, creation_time=creation_time)
+        for lv in lvs)
+    added = lvm_text.parse("logical_volumes {\n%s}\n" % snippet)
+    tree = vg.tree
+    path = (vg.name, "logical_volumes")
+    old = tree.section(path) if tree.has(path) else lvm_text.Section()
+    new_items = added.section(("logical_volumes",))
+    entries = old.layout.entries[:len(old.items)]
+    entries += (lvm_text.EntryLayout(),) * (len(old.items) - len(entries))
+    new_entries = new_items.layout.entries[:len(new_items.items)]
+    new_entries += (lvm_text.EntryLayout(),) * (len(new_items.items)
+                                                - len(new_entries))
+    tree = tree.with_section(path, lvm_text.Section(
+        old.items + new_items.items, dataclasses.replace(
+            old.layout, entries=entries + new_entries)))
+    tree = tree.with_value((vg.name, "seqno"), vg.seqno + 1)
+    if tree.has("description"):
+        tree = tree.with_value("description",
+                               "Write from nova-xenapi-resign add_vdis")
+    new_vg = lvm_text.VolumeGroup.from_tree(tree, dev.path)
+    text = lvm_text.render_vg(new_vg, form="raw").encode("utf-8")
+    commits = []
+    for mda in model.pv.mdas:
+        if mda.header.ignored:
+            continue
+        planned = lvm.plan_text_write(mda.header, text, dev.path)
+        writes.extend(planned.writes)
+        commits.append((mda.header.start, lvm.render_mda_header(
+            lvm.commit_header(mda.header, planned.rlocn))))
+    return tuple(writes), tuple(commits)
+
+
+def add_vdis(dev, vdis: Iterable[VdiSpec], *,
+             creation_host: str = DEFAULT_CREATION_HOST,
+             creation_time: int = DEFAULT_CREATION_TIME) -> sr_mod.LvhdSr:
+    """Append ``vdis`` to the LVHD SR on ``dev``; return the new model.
+
+    Everything is planned first (:func:`plan_add_vdis`); then contents,
+    MGT and the new text are written and fsynced, and the mda_header
+    commits come last, so an interruption leaves the old VG in force.
+    """
+    body, commits = plan_add_vdis(dev, vdis, creation_host=creation_host,
+                                  creation_time=creation_time)
+    if not commits:
+        return sr_mod.inspect(dev)
+    for offset, data in body:
+        dev.write(offset, data)
+    dev.fsync()
+    for offset, data in commits:
+        dev.write(offset, data)
+    dev.fsync()
+    return sr_mod.inspect(dev)
