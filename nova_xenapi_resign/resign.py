@@ -72,8 +72,11 @@ PHASE_TEXT = "lvm-text"
 PHASE_PRECOMMIT = "precommit"
 PHASE_LABEL = "label"
 PHASE_COMMIT = "commit"
-PHASES = (PHASE_CONTENT, PHASE_TEXT, PHASE_PRECOMMIT, PHASE_LABEL,
-          PHASE_COMMIT)
+#: Write groups in order, with an fsync after each.  Nothing LVM reads
+#: changes before the label: LV contents, uncommitted text and the
+#: precommit slot share one barrier; the label and the commit each get one.
+PHASES = ((PHASE_CONTENT, PHASE_TEXT, PHASE_PRECOMMIT), (PHASE_LABEL,),
+          (PHASE_COMMIT,))
 
 
 # --- identities ---
@@ -169,6 +172,8 @@ class Plan:
     #: Problem codes the original already had and resigning keeps (e.g. an
     #: MGT record without its LV, which SM itself cleans up on attach).
     tolerated: frozenset = frozenset()
+    #: The new LVM metadata text, without its NUL.
+    new_text: bytes = b""
 
     @property
     def bytes_to_write(self) -> int:
@@ -400,7 +405,7 @@ def _mgt_writes(sr: sr_mod.LvhdSr, target: str, vdi_map: dict
 
 
 def _lvm_writes(sr: sr_mod.LvhdSr, target: str, new_pv_id: str,
-                new_vg_id: str, lv_map: dict) -> list[Write]:
+                new_vg_id: str, lv_map: dict) -> tuple[list[Write], bytes]:
     new_vg = lvm_text.reidentify(
         sr.vg, name=target_vg_name(target), vg_id=new_vg_id,
         pv_ids={sr.vg.pvs[0].key: new_pv_id}, lvs=lv_map,
@@ -426,7 +431,13 @@ def _lvm_writes(sr: sr_mod.LvhdSr, target: str, new_pv_id: str,
     label_write = Write(PHASE_LABEL, label.offset, lvm.render_label(
         label.with_pv_id(lvm_text.unformat_lvm_id(new_pv_id))),
         "label sector %d" % label.sector)
-    return text_writes + precommits + [label_write] + commits
+    return text_writes + precommits + [label_write] + commits, text
+
+
+def _sector_span(offset: int, length: int) -> tuple[int, int]:
+    start = offset - offset % 512
+    end = -(-(offset + length) // 512) * 512
+    return start, end - start
 
 
 def plan(insp: Inspection, target_sr_uuid: str,
@@ -456,12 +467,20 @@ def plan(insp: Inspection, target_sr_uuid: str,
     writes, vhd_changes = _vhd_writes(insp, target, vdi_map)
     mgt_writes, mgt_changes = _mgt_writes(sr, target, vdi_map)
     writes += mgt_writes
-    writes += _lvm_writes(sr, target, new_pv_id, new_vg_id, lv_map)
+    lvm_writes, new_text = _lvm_writes(sr, target, new_pv_id, new_vg_id,
+                                       lv_map)
+    writes += lvm_writes
     changes += vhd_changes + mgt_changes
-    metadata_end = max(m.header.start + m.header.size for m in sr.pv.mdas
-                       if m.header.start < 1 << 30) if sr.pv.mdas else 0
-    ranges = [(0, max(metadata_end, 4096))]
-    ranges += [(m.header.start, m.header.size) for m in sr.pv.mdas]
+    # What restore and resume need: the label area, every mda header and
+    # committed text (the VG as it was), and every range about to be
+    # written.  Restoring these gives back the original bytes exactly; the
+    # rest of the metadata area is free space LVM never reads.
+    ranges = [(0, 4096)]
+    for m in sr.pv.mdas:
+        ranges.append((m.header.start, 512))
+        if m.header.committed is not None:
+            ranges += [_sector_span(o, n) for o, n in lvm.text_extents(
+                m.header, m.header.committed)]
     ranges += [(w.offset, len(w.data)) for w in writes]
     return Plan(device=insp.device, source_sr_uuid=sr.sr_uuid or "",
                 target_sr_uuid=target, source_vg_name=sr.vg_name,
@@ -469,30 +488,57 @@ def plan(insp: Inspection, target_sr_uuid: str,
                 new_vg_id=new_vg_id, vdi_map=vdi_map, lv_map=lv_map,
                 changes=tuple(changes), writes=tuple(writes),
                 backup_ranges=tuple(backup_mod.merge_ranges(ranges)),
-                tolerated=frozenset(p.code for p in sr.problems))
+                tolerated=frozenset(p.code for p in sr.problems),
+                new_text=new_text)
 
 
 # --- apply and verify ---
 
 def apply(dev, p: Plan) -> None:
     """Write the plan phase by phase, with an fsync after each phase."""
-    for phase in PHASES:
-        writes = [w for w in p.writes if w.phase == phase]
-        for w in writes:
-            dev.write(w.offset, w.data)
-        if writes:
-            dev.fsync()
-        LOG.debug("%s: phase %s done (%d writes)", dev.path, phase,
-                  len(writes))
+    for group in PHASES:
+        for phase in group:
+            writes = [w for w in p.writes if w.phase == phase]
+            for w in writes:
+                dev.write(w.offset, w.data)
+            LOG.debug("%s: phase %s written (%d writes)", dev.path, phase,
+                      len(writes))
+        dev.fsync()
+
+
+def _mismatch(dev, what, found, expected):
+    return exception.ResignVerifyError(device=dev.path, what=what,
+                                       found=found, expected=expected)
+
+
+def verify_writes(dev, p: Plan) -> None:
+    """Re-read the device: every planned byte is there, LVM reads the plan.
+
+    Compares each written range byte for byte, then reads the label, mda
+    headers and committed text back through the LVM parser (all CRCs
+    checked) and requires the committed text and PV id to be the plan's.
+    """
+    final = {w.offset: w for w in p.writes}      # commit replaces precommit
+    for w in final.values():
+        if dev.read(w.offset, len(w.data)) != w.data:
+            raise _mismatch(dev, "bytes at %d (%s)" % (w.offset, w.what),
+                            "different", "as written")
+    pv = lvm.read_pv(dev)
+    if lvm.format_lvm_id(pv.label.pv_id) != p.new_pv_id:
+        raise _mismatch(dev, "PV id", pv.label.pv_id, p.new_pv_id)
+    for mda in pv.mdas:
+        if mda.committed_text != p.new_text or mda.precommitted_text:
+            raise _mismatch(dev, "committed metadata at %d"
+                            % mda.header.start, "other text",
+                            "the planned text, nothing precommitted")
 
 
 def verify(dev, p: Plan) -> sr_mod.LvhdSr:
-    """Re-read the device and check it holds exactly what was planned."""
+    """Re-inspect the whole SR and check it is the resigned one planned."""
     sr = sr_mod.inspect(dev)
 
     def mismatch(what, found, expected):
-        return exception.ResignVerifyError(device=dev.path, what=what,
-                                           found=found, expected=expected)
+        return _mismatch(dev, what, found, expected)
     if sr.vg_name != target_vg_name(p.target_sr_uuid):
         raise mismatch("VG name", sr.vg_name,
                        target_vg_name(p.target_sr_uuid))
@@ -580,7 +626,7 @@ def resign_device(path: str, target_sr_uuid: str,
                      path, p.source_vg_name, target_vg_name(target_sr_uuid),
                      len(p.writes), b.path)
             apply(dev, p)
-            verify(dev, p)
+            verify_writes(dev, p)
             return _result(dev, target_sr_uuid, True, False, STATE_RESIGNED,
                            p, b.path, started)
 

@@ -18,9 +18,9 @@ map, the Cinder hook, the CLI - derives names here and nowhere else.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping
 from typing import Any
+import uuid
 
 from oslo_utils import strutils
 

@@ -62,6 +62,9 @@ class Device(object):
             flags |= os.O_RDONLY
         try:
             self._fd = os.open(self.path, flags)
+            # Metadata reads are small and scattered: readahead would read
+            # (and count) far more than is parsed.
+            os.posix_fadvise(self._fd, 0, 0, os.POSIX_FADV_RANDOM)
         except OSError as exc:
             if exc.errno == errno.EBUSY:
                 raise exception.DeviceInUse(

@@ -12,6 +12,7 @@ decide what is fatal.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 
 from nova_xenapi_resign import exception
@@ -42,6 +43,7 @@ _LV_KINDS = (
     (KIND_CBTLOG, re.compile(r"^(%s)\.cbtlog$" % UUID_RE)),
 )
 JOURNAL_TAG = "journaler"
+_VHD_FIRST_READ = 8192
 HIDDEN_TAG = "hidden"
 
 
@@ -130,10 +132,11 @@ class LvhdSr:
         return self.pv.label.pv_id
 
     def lv(self, name: str) -> LvInfo:
-        for lv in self.lvs:
-            if lv.name == name:
-                return lv
-        raise KeyError(name)
+        return self._lvs_by_name[name]
+
+    @functools.cached_property
+    def _lvs_by_name(self) -> dict:
+        return {lv.name: lv for lv in self.lvs}
 
     def vdi(self, vdi_uuid: str) -> VdiInfo:
         for v in self.vdis:
@@ -217,9 +220,13 @@ def _read_vhd(dev, lv: LvInfo, problems: list[Problem]) -> _VhdFacts:
                 device=dev.path, structure="LV %s" % lv.name, offset=0,
                 expected="at least %d bytes" % vhd.INITIAL_READ,
                 found=lv.size)
-        found = vhd.parse_lv_start(read_lv(dev, lv, 0, vhd.INITIAL_READ),
-                                   "%s:%s" % (dev.path, lv.name))
+        # blktap keeps footer copy, header and locators in the first few
+        # KiB: one read usually covers them all.
+        start = read_lv(dev, lv, 0, min(_VHD_FIRST_READ, lv.size))
+        found = vhd.parse_lv_start(start, "%s:%s" % (dev.path, lv.name))
         region = min(found.region_end, lv.size)
+        if region > len(start):
+            start = read_lv(dev, lv, 0, region)
         facts = _VhdFacts(hidden=found.footer.is_hidden,
                           virtual_size=found.footer.current_size,
                           region=region)
@@ -227,8 +234,7 @@ def _read_vhd(dev, lv: LvInfo, problems: list[Problem]) -> _VhdFacts:
             return facts
         header = found.header
         locators = vhd.read_parent_locators(
-            header, read_lv(dev, lv, 0, region),
-            "%s:%s" % (dev.path, lv.name))
+            header, start[:region], "%s:%s" % (dev.path, lv.name))
         paths = tuple(loc.path for loc in locators)
         parent_sr, parent_vdi, raw = vhd.parse_lvhd_parent_name(
             header.parent_name)
@@ -333,11 +339,12 @@ def inspect(dev) -> LvhdSr:
         mgt = _read_mgt(dev, by_kind[MGT_LV], problems)
     else:
         problems.append(Problem("no-mgt", vg.name, "no MGT volume"))
+    records = {r.uuid: r for r in mgt.live_records} if mgt else {}
     vdis = []
     for lv in lvs:
         if lv.kind not in (KIND_VHD, KIND_RAW) or not lv.extents:
             continue
-        record = mgt.record(lv.vdi_uuid) if mgt else None
+        record = records.get(lv.vdi_uuid)
         facts = _read_vhd(dev, lv, problems) if lv.kind == KIND_VHD else None
         vdis.append(_vdi(lv, record, facts))
     _check_links(sr_uuid, vdis, mgt, problems)

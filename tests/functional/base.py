@@ -89,7 +89,8 @@ def lvm_config(device):
     """
     return ("devices{filter=[\"a|^%s$|\",\"r|.*|\"] "
             "global_filter=[\"a|^%s$|\",\"r|.*|\"] "
-            "obtain_device_list_from_udev=0 use_devicesfile=0 scan=[\"/dev\"]} "
+            "obtain_device_list_from_udev=0 use_devicesfile=0 "
+            "scan=[\"/dev\"]} "
             "global{activation=0 use_lvmlockd=0} "
             "backup{backup=0 archive=0}" % (device, device))
 
