@@ -1,0 +1,331 @@
+"""Resign-after-clone: attach the new volume, resignature its SR, detach.
+
+A SAN snapshot or clone of a LUN that holds a XenServer LVHD SR is a byte
+copy of it, and XAPI refuses to introduce it beside its source.  After a
+backend driver has made such a volume, :func:`resign_volume` does what
+Cinder's own ``_attach_volume``/``_detach_volume`` do for a data copy, with
+a resignature in the middle:
+
+1. this host's os-brick connector properties
+   (``get_connector_properties``);
+2. ``driver.create_export`` and ``driver.initialize_connection`` for the
+   **new** volume (the source volume or snapshot is never exported, attached
+   or opened);
+3. ``InitiatorConnector.factory(driver_volume_type).connect_volume`` and a
+   wait until the device path exists;
+4. a cheap check that the LUN holds an LVHD SR: the LVM2 label in the first
+   2 KiB, then the VG name of the committed metadata must start with
+   ``VG_XenStorage-``.  Anything else (a plain data volume, a guest's own
+   LVM) is left untouched and ``None`` is returned;
+5. :func:`nova_xenapi_resign.resign.resign_device` to the SR UUID Nova will
+   compute for the new volume
+   (:func:`nova_xenapi_resign.sr_naming.preferred_sr_uuid` of the new
+   volume's connection data under ``[xenapi_resign] sr_naming``);
+6. ``disconnect_volume``, ``driver.terminate_connection`` and
+   ``driver.remove_export``, each in a ``finally`` block, so a failure at
+   any step never leaves the volume attached or exported.
+
+A failure raises Cinder's ``VolumeBackendAPIException`` when Cinder is
+importable (the error a backend driver raises), else
+:class:`ResignHookError`; either names the volume, the step, the device and
+the reason.  Running the hook again is safe: the resignature is idempotent
+(a resigned device is left as it is) and resumable (an interrupted one is
+finished from its backup).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+import logging
+import os
+import time
+from typing import Any
+
+from oslo_utils import importutils
+
+from nova_xenapi_resign import exception
+from nova_xenapi_resign.lvhd import device as device_mod
+from nova_xenapi_resign.lvhd import lvm
+from nova_xenapi_resign.lvhd import lvm_text
+from nova_xenapi_resign.lvhd import sr as sr_mod
+from nova_xenapi_resign import resign as resign_mod
+from nova_xenapi_resign import sr_naming
+
+LOG = logging.getLogger(__name__)
+
+#: Steps of the hook, as named in error messages.
+STEP_CONNECTOR = "connector properties"
+STEP_EXPORT = "create_export"
+STEP_INITIALIZE = "initialize_connection"
+STEP_CONNECT = "connect_volume"
+STEP_DETECT = "LVHD detection"
+STEP_NAMING = "SR naming"
+STEP_RESIGN = "resignature"
+STEP_DISCONNECT = "disconnect_volume"
+STEP_TERMINATE = "terminate_connection"
+STEP_REMOVE_EXPORT = "remove_export"
+
+DEVICE_POLL_INTERVAL = 0.25
+
+
+class ResignHookError(exception.ResignException):
+    """The resignature of a new volume failed (Cinder not importable)."""
+
+    msg_fmt = ("Resignature of volume %(volume_id)s failed at %(step)s "
+               "(device %(device)s): %(reason)s")
+
+
+def backend_error(volume_id: str, step: str, device: str | None,
+                  reason: str) -> Exception:
+    """The error a backend driver raises, with a precise message.
+
+    ``cinder.exception.VolumeBackendAPIException`` when Cinder is
+    importable (the volume then goes to ``error`` with this reason), else
+    :class:`ResignHookError`.  The message is the same in both cases.
+    """
+    err = ResignHookError(volume_id=volume_id, step=step,
+                          device=device or "<not attached>", reason=reason)
+    cinder_exception = importutils.try_import("cinder.exception")
+    cls = getattr(cinder_exception, "VolumeBackendAPIException", None)
+    if cls is None:
+        return err
+    return cls(data=err.msg)
+
+
+def _vget(volume: Any, key: str, default: Any = None) -> Any:
+    """``volume[key]`` for a dict or a Cinder object, else ``default``."""
+    if isinstance(volume, Mapping):
+        return volume.get(key, default)
+    try:
+        return getattr(volume, key)
+    except Exception:  # Cinder objects raise on unset/lazy fields
+        return default
+
+
+def host_connector_properties(root_helper: str, my_ip: str | None,
+                              multipath: bool = False,
+                              enforce_multipath: bool = False) -> dict:
+    """This host's os-brick connector properties (as Cinder gathers them)."""
+    from os_brick.initiator import connector as brick_connector
+    return brick_connector.get_connector_properties(
+        root_helper, my_ip, multipath, enforce_multipath)
+
+
+def get_connector(protocol: str, root_helper: str, use_multipath: bool,
+                  device_scan_attempts: int):
+    """The os-brick connector for a ``driver_volume_type``."""
+    from os_brick.initiator import connector as brick_connector
+    return brick_connector.InitiatorConnector.factory(
+        protocol, root_helper, use_multipath=use_multipath,
+        device_scan_attempts=device_scan_attempts)
+
+
+def detect_lvhd(path: str) -> str | None:
+    """The VG name if ``path`` holds an LVHD SR, else None.
+
+    Cheap: 2 KiB for the label; only an LVM2 PV is read further (its
+    metadata area header and committed text, never LV data).  A device
+    without an LVM2 label, or an LVM2 PV whose VG is not named
+    ``VG_XenStorage-<uuid>``, is not an LVHD SR.  An LVM2 PV whose
+    metadata cannot be read is reported as not LVHD too, with a warning:
+    the resignature would refuse it anyway.
+    """
+    with device_mod.open_device(path) as dev:
+        if dev.size < lvm.LABEL_SCAN_SIZE:
+            return None
+        try:
+            lvm.parse_label(dev.read(0, lvm.LABEL_SCAN_SIZE), device=path)
+        except exception.FormatError as exc:
+            LOG.debug("%s: no LVM2 label (%s)", path, exc)
+            return None
+        try:
+            text = lvm.read_pv(dev).committed_text
+            name = lvm_text.parse_vg(text, path).name if text else None
+        except exception.FormatError as exc:
+            LOG.warning("%s: LVM2 label found but its metadata cannot be "
+                        "read (%s); not treated as an LVHD SR", path, exc)
+            return None
+    if name and name.startswith(sr_mod.VG_PREFIX):
+        return name
+    LOG.debug("%s: LVM2 VG %s is not an LVHD SR", path, name)
+    return None
+
+
+def _wait_for_device(path: str, timeout: float) -> None:
+    deadline = time.monotonic() + max(0.0, timeout)
+    while not os.path.exists(path):
+        if time.monotonic() >= deadline:
+            raise exception.DeviceError(
+                device=path, reason="did not appear within %s seconds"
+                % timeout)
+        time.sleep(DEVICE_POLL_INTERVAL)
+
+
+def _masked(data: Any) -> str:
+    from oslo_utils import strutils
+    try:
+        return strutils.mask_password(str(strutils.mask_dict_password(
+            dict(data))))
+    except Exception:
+        return "<unprintable>"
+
+
+class _Cleanup(object):
+    """Run cleanups in reverse order; keep the first error."""
+
+    def __init__(self, volume_id: str) -> None:
+        self.volume_id = volume_id
+        self.steps: list = []
+        self.device: str | None = None
+
+    def push(self, step: str, func, *args, **kwargs) -> None:
+        self.steps.append((step, func, args, kwargs))
+
+    def run(self, failed: bool) -> Exception | None:
+        first = None
+        while self.steps:
+            step, func, args, kwargs = self.steps.pop()
+            try:
+                func(*args, **kwargs)
+            except Exception as exc:
+                LOG.error("Volume %s: %s failed during cleanup: %s",
+                          self.volume_id, step, exc, exc_info=not failed)
+                if first is None:
+                    first = backend_error(self.volume_id, step, self.device,
+                                          "%s: %s" % (type(exc).__name__,
+                                                      exc))
+        return first
+
+
+def resign_volume(driver: Any, volume: Any, *, conf: Any,
+                  connector_properties: Mapping[str, Any] | None = None,
+                  root_helper: str = "sudo", my_ip: str | None = None,
+                  use_multipath: bool = False,
+                  enforce_multipath: bool = False,
+                  device_scan_attempts: int = 3,
+                  attach_timeout: float = 120, context: Any = None,
+                  lock_path: str | None = None,
+                  resign=None, connector=None) -> dict | None:
+    """Resignature the LVHD SR on a newly created volume, if it holds one.
+
+    ``driver`` is the backend driver that made ``volume`` (a Cinder volume
+    object or a dict with ``id`` and the driver's ``provider_*`` fields).
+    ``conf`` is the ``[xenapi_resign]`` group (``sr_naming``,
+    ``backup_dir``).  ``connector_properties`` skips gathering this host's
+    properties.
+    ``resign`` and ``connector`` replace ``resign_device`` and the
+    os-brick connector (tests, fault injection).
+
+    Returns None when the volume is not an LVHD SR (nothing written), else
+    ``{"sr_uuid", "changed", "state", "volume_id", "device",
+    "source_vg_name", "message", "bytes_written", "resign_seconds",
+    "seconds"}``.  Raises the backend's error (see
+    :func:`backend_error`) when anything fails; the volume is detached
+    and unexported whatever happened.
+    """
+    resign = resign or resign_mod.resign_device
+    volume_id = str(_vget(volume, "id"))
+    started = time.monotonic()
+    cleanup = _Cleanup(volume_id)
+
+    def fail(step, exc, reason=None):
+        return backend_error(volume_id, step, cleanup.device,
+                             reason or "%s: %s" % (type(exc).__name__, exc))
+
+    if connector_properties is None:
+        try:
+            props = host_connector_properties(
+                root_helper, my_ip, use_multipath, enforce_multipath)
+        except Exception as exc:
+            raise fail(STEP_CONNECTOR, exc) from exc
+    else:
+        props = dict(connector_properties)
+
+    failed = True
+    result = None
+    try:
+        try:
+            export = driver.create_export(context, volume, props)
+        except Exception as exc:
+            raise fail(STEP_EXPORT, exc) from exc
+        if export:
+            _apply(volume, export)
+        cleanup.push(STEP_REMOVE_EXPORT, driver.remove_export, context,
+                     volume)
+        try:
+            conn = driver.initialize_connection(volume, props)
+            protocol = conn["driver_volume_type"]
+            data = conn["data"]
+        except Exception as exc:
+            raise fail(STEP_INITIALIZE, exc) from exc
+        cleanup.push(STEP_TERMINATE, driver.terminate_connection, volume,
+                     props, force=True)
+        try:
+            brick = connector or get_connector(
+                protocol, root_helper, use_multipath, device_scan_attempts)
+            device_info = brick.connect_volume(data)
+            path = device_info["path"]
+        except Exception as exc:
+            raise fail(STEP_CONNECT, exc, "%s: %s (protocol %s, connection "
+                       "data %s)" % (type(exc).__name__, exc, protocol,
+                                     _masked(data))) from exc
+        cleanup.device = path
+        cleanup.push(STEP_DISCONNECT, brick.disconnect_volume, data,
+                     device_info, force=True, ignore_errors=False)
+        try:
+            _wait_for_device(path, attach_timeout)
+            vg_name = detect_lvhd(path)
+        except Exception as exc:
+            raise fail(STEP_DETECT, exc) from exc
+        if vg_name is None:
+            LOG.info("Volume %s (%s) holds no LVHD SR: left untouched",
+                     volume_id, path)
+            failed = False
+            return None
+        try:
+            target = sr_naming.preferred_sr_uuid(data, conf.sr_naming)
+        except Exception as exc:
+            raise fail(STEP_NAMING, exc) from exc
+        LOG.info("Volume %s (%s) holds %s: resigning it to SR %s",
+                 volume_id, path, vg_name, target)
+        try:
+            res = resign(path, target, backup_dir=conf.backup_dir,
+                         lock_path=lock_path)
+        except exception.UnsafeOperation as exc:
+            raise fail(STEP_RESIGN, exc, "refused, nothing written: %s"
+                       % exc) from exc
+        except Exception as exc:
+            raise fail(STEP_RESIGN, exc) from exc
+        result = {
+            "sr_uuid": target,
+            "changed": res.changed,
+            "state": res.state,
+            "volume_id": volume_id,
+            "device": path,
+            "source_vg_name": vg_name,
+            "message": res.message,
+            "bytes_written": res.bytes_written,
+            "resign_seconds": res.seconds,
+        }
+        failed = False
+    finally:
+        error = cleanup.run(failed)
+        if error is not None and not failed:
+            raise error
+    result["seconds"] = time.monotonic() - started
+    LOG.info("Volume %s: %s", volume_id, result["message"])
+    return result
+
+
+def _apply(volume: Any, update: Mapping[str, Any]) -> None:
+    """Apply a driver model update to ``volume`` in memory (not saved)."""
+    for key, value in update.items():
+        if key in ("metadata", "admin_metadata"):
+            continue
+        try:
+            volume[key] = value
+        except Exception:
+            try:
+                setattr(volume, key, value)
+            except Exception:
+                LOG.debug("Cannot apply %s to the volume in memory", key)
