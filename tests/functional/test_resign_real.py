@@ -7,8 +7,8 @@ import os
 import subprocess
 import sys
 
-from nova_xenapi_resign import resign
 from nova_xenapi_resign.lvhd import sr as sr_mod
+from nova_xenapi_resign import resign
 from tests.functional import base
 from tests.functional import lvhd_images
 
