@@ -64,7 +64,7 @@ from cinder_backend import hook
 from cinder_backend import opts as backend_opts
 from nova_xenapi_resign import conf as xenapi_conf
 from nova_xenapi_resign import exception
-from nova_xenapi_resign import sr_naming
+from nova_xenapi_resign.xenapi import volume_utils
 
 LOG = logging.getLogger(__name__)
 
@@ -122,25 +122,7 @@ def publish_sr_uuid(data: Mapping[str, Any], sr_uuid: str) -> dict:
     copied in: with an explicit ``sr_uuid`` Nova's ``parse_sr_info`` builds
     the device-config from those keys only.
     """
-    data = dict(data)
-    keys = list(data.get("introduce_sr_keys") or [])
-    if data.get("target_iqn"):
-        host, port, iqn = sr_naming.parse_target(data)
-        values = {"target": host, "port": str(port), "targetIQN": iqn}
-        if data.get("auth_method") == "CHAP":
-            values["chapuser"] = data.get("auth_username")
-            values["chappassword"] = data.get("auth_password")
-        if data.get("volume_id"):
-            values["id"] = str(data["volume_id"])
-        for key, value in values.items():
-            if value is None:
-                continue
-            data[key] = value
-            if key not in keys:
-                keys.append(key)
-    data["sr_uuid"] = sr_uuid
-    data["introduce_sr_keys"] = keys
-    return data
+    return volume_utils.with_explicit_sr_uuid(data, sr_uuid)
 
 
 class ResignVolumeDriver(object):

@@ -161,15 +161,6 @@ def _wait_for_device(path: str, timeout: float) -> None:
         time.sleep(DEVICE_POLL_INTERVAL)
 
 
-def _masked(data: Any) -> str:
-    from oslo_utils import strutils
-    try:
-        return strutils.mask_password(str(strutils.mask_dict_password(
-            dict(data))))
-    except Exception:
-        return "<unprintable>"
-
-
 class _Cleanup(object):
     """Run cleanups in reverse order; keep the first error."""
 
@@ -268,7 +259,7 @@ def resign_volume(driver: Any, volume: Any, *, conf: Any,
         except Exception as exc:
             raise fail(STEP_CONNECT, exc, "%s: %s (protocol %s, connection "
                        "data %s)" % (type(exc).__name__, exc, protocol,
-                                     _masked(data))) from exc
+                                     sr_naming.masked(data))) from exc
         cleanup.device = path
         cleanup.push(STEP_DISCONNECT, brick.disconnect_volume, data,
                      device_info, force=True, ignore_errors=False)

@@ -45,8 +45,8 @@ _LOOKUP_ORDER = {
 }
 
 
-def _masked(connection_data: Mapping[str, Any]) -> str:
-    """Connection data for an error message, with secrets masked."""
+def masked(connection_data: Any) -> str:
+    """Connection data for a message or log, with secrets masked."""
     try:
         return strutils.mask_password(
             str(strutils.mask_dict_password(dict(connection_data))))
@@ -57,7 +57,7 @@ def _masked(connection_data: Mapping[str, Any]) -> str:
 def _invalid(connection_data: Mapping[str, Any], field: str,
              reason: str) -> exception.InvalidConnectionData:
     return exception.InvalidConnectionData(
-        field=field, reason=reason, data=_masked(connection_data))
+        field=field, reason=reason, data=masked(connection_data))
 
 
 def legacy_sr_uuid(volume_id: str) -> str:

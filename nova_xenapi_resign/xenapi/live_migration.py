@@ -199,20 +199,9 @@ def inject_source_sr_uuids(block_device_info: Mapping[str, Any] | None,
             LOG.warning("Volume %s: replacing sr_uuid %s from the connection "
                         "data by %s, the SR the source uses", volume_id,
                         data["sr_uuid"], sr_uuid)
-        keys = list(data.get("introduce_sr_keys") or [])
-        if data.get("target_iqn"):
-            device_config = volume_utils.iscsi_device_config(
-                data, default_host, default_port)
-            device_config.pop("id", None)
-            for key, value in device_config.items():
-                if value is None:
-                    continue
-                data[key] = value
-                if key not in keys:
-                    keys.append(key)
-        data["sr_uuid"] = sr_uuid
-        data["introduce_sr_keys"] = keys
-        connection_info["data"] = data
+        connection_info["data"] = volume_utils.with_explicit_sr_uuid(
+            data, sr_uuid, include_id=False, default_host=default_host,
+            default_port=default_port)
         new_bdm = dict(bdm)
         new_bdm["connection_info"] = connection_info
         new_mappings.append(new_bdm)

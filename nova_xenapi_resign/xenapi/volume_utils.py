@@ -23,7 +23,6 @@ from collections.abc import Mapping
 import logging
 from typing import Any
 
-from oslo_utils import strutils
 import XenAPI
 
 from nova_xenapi_resign import exception
@@ -38,15 +37,6 @@ ISCSI_DEVICE_CONFIG_KEYS = ("target", "port", "targetIQN", "chapuser",
 
 #: product_version from which Nova adds ``backend-kind=vbd`` (bug 1502929).
 BACKEND_KIND_MIN_VERSION = (6, 5)
-
-
-def _masked(connection_data: Mapping[str, Any]) -> str:
-    """Connection data for a message, with passwords masked."""
-    try:
-        return strutils.mask_password(
-            str(strutils.mask_dict_password(dict(connection_data))))
-    except (TypeError, ValueError, AttributeError):
-        return "<unprintable>"
 
 
 def iscsi_device_config(connection_data: Mapping[str, Any],
@@ -71,6 +61,37 @@ def iscsi_device_config(connection_data: Mapping[str, Any],
     return params
 
 
+def with_explicit_sr_uuid(connection_data: Mapping[str, Any], sr_uuid: str,
+                          include_id: bool = True,
+                          default_host: str | None = None,
+                          default_port: str | int = sr_naming.DEFAULT_PORT
+                          ) -> dict[str, Any]:
+    """A copy of ``connection_data`` that makes Nova use ``sr_uuid``.
+
+    With an explicit ``sr_uuid`` Nova's ``parse_sr_info`` builds the SR's
+    device-config only from the keys named in ``introduce_sr_keys``; so the
+    iSCSI values (:func:`iscsi_device_config`; ``id`` only with
+    ``include_id``) are copied in and named there, keeping any keys the
+    data already named.  Used by live migration (the source's uuid) and by
+    the Cinder hook (the uuid a clone was resigned to).
+    """
+    data = dict(connection_data)
+    keys = list(data.get("introduce_sr_keys") or [])
+    if data.get("target_iqn"):
+        device_config = iscsi_device_config(data, default_host, default_port)
+        if not include_id:
+            device_config.pop("id", None)
+        for key, value in device_config.items():
+            if value is None:
+                continue
+            data[key] = value
+            if key not in keys:
+                keys.append(key)
+    data["sr_uuid"] = sr_uuid
+    data["introduce_sr_keys"] = keys
+    return data
+
+
 def parse_volume_info(connection_data: Mapping[str, Any],
                       default_host: str | None = None,
                       default_port: str | int = sr_naming.DEFAULT_PORT
@@ -83,7 +104,7 @@ def parse_volume_info(connection_data: Mapping[str, Any],
     if not connection_data.get("volume_id"):
         raise exception.InvalidConnectionData(
             field="volume_id", reason="is missing or empty",
-            data=_masked(connection_data))
+            data=sr_naming.masked(connection_data))
     return iscsi_device_config(connection_data, default_host, default_port)
 
 
@@ -126,7 +147,7 @@ def parse_sr_info(connection_data: Mapping[str, Any], description: str = "",
             if key not in data:
                 raise exception.InvalidConnectionData(
                     field=key, reason="is named in introduce_sr_keys but "
-                    "missing", data=_masked(data))
+                    "missing", data=sr_naming.masked(data))
             params[key] = data[key]
     else:
         params = parse_volume_info(data, default_host, default_port)
