@@ -158,6 +158,20 @@ def parse_sr_info(connection_data: Mapping[str, Any], description: str = "",
     return sr_uuid, label, params
 
 
+def failure_classes(session: Any) -> tuple[type, ...]:
+    """The XAPI failure classes a session may raise.
+
+    The PyPI client's ``XenAPI.Failure``, and the session's own when it has
+    one: os-xenapi (Nova's session) raises its vendored
+    ``os_xenapi.client.XenAPI.Failure``, a different class with the same
+    ``details``.
+    """
+    own = getattr(getattr(session, "XenAPI", None), "Failure", None)
+    if isinstance(own, type) and own is not XenAPI.Failure:
+        return (XenAPI.Failure, own)
+    return (XenAPI.Failure,)
+
+
 def find_sr_by_uuid(session: Any, sr_uuid: str) -> str | None:
     """The ref of the SR with this UUID, or None if XAPI has none.
 
@@ -165,7 +179,7 @@ def find_sr_by_uuid(session: Any, sr_uuid: str) -> str | None:
     """
     try:
         return session.call_xenapi("SR.get_by_uuid", sr_uuid)
-    except XenAPI.Failure as exc:
+    except failure_classes(session) as exc:
         if exc.details and exc.details[0] == "UUID_INVALID":
             return None
         raise
@@ -238,14 +252,14 @@ def forget_sr(session: Any, sr_ref: str) -> None:
     LOG.debug("Forgetting SR %s", sr_ref)
     try:
         pbds = session.call_xenapi("SR.get_PBDs", sr_ref)
-    except XenAPI.Failure as exc:
+    except failure_classes(session) as exc:
         LOG.warning("Ignoring %s while listing the PBDs of SR %s",
                     exc.details, sr_ref)
         pbds = []
     for pbd in pbds:
         try:
             session.call_xenapi("PBD.unplug", pbd)
-        except XenAPI.Failure as exc:
+        except failure_classes(session) as exc:
             LOG.warning("Ignoring %s while unplugging PBD %s of SR %s",
                         exc.details, pbd, sr_ref)
     session.call_xenapi("SR.forget", sr_ref)

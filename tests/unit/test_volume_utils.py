@@ -458,3 +458,21 @@ class TestConnectVolumeSr(base.TestCase):
             session, connection_data(), style="legacy")
         self.assertTrue(introduced)
         self.assertEqual([LEGACY_SR], session.sr_uuids())
+
+
+class TestOtherClientFailures(base.TestCase):
+    """os-xenapi raises its own Failure class; it must count as XAPI's."""
+
+    def test_uuid_invalid_from_os_xenapi_style_session(self):
+        class OwnFailure(Exception):
+            def __init__(self, details):
+                super().__init__(details)
+                self.details = details
+
+        class Session(object):
+            XenAPI = type("XenAPIModule", (), {"Failure": OwnFailure})
+
+            def call_xenapi(self, method, *args):
+                raise OwnFailure(["UUID_INVALID", "SR", args[0]])
+
+        self.assertIsNone(volume_utils.find_sr_by_uuid(Session(), "x"))

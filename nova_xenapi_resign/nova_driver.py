@@ -1,0 +1,363 @@
+"""Nova's XenAPI compute driver with the fix for Launchpad bug 1566622.
+
+``XenAPIDriver`` here is a subclass of Nova's
+``nova.virt.xenapi.driver.XenAPIDriver`` (Nova 18.0.0 to 21.x).  Nova is not
+imported when this module is: the class is built on first access of the
+attribute (a module ``__getattr__``), so ``importutils.import_class(
+"nova_xenapi_resign.nova_driver.XenAPIDriver")`` works and merely importing
+the library never needs Nova.
+
+What it changes (DESIGN.md section 3), and nothing else:
+
+``check_can_live_migrate_source`` (source)
+    After Nova's own checks, records ``volume id -> SR uuid`` of every volume
+    as the source really has it (``build_volume_sr_uuid_map``: at most two
+    ``SR.get_by_uuid`` per volume) in ``XenapiLiveMigrateData`` 1.5's
+    ``volume_sr_uuid_map``.
+``pre_live_migration`` (destination)
+    Injects the source's SR uuids into a copy of ``block_device_info`` and
+    lets Nova connect the volumes with it: every SR is introduced under the
+    source's UUID, so ``sr_uuid_map`` has the source's keys.  Which SRs were
+    introduced (rather than found) is recorded as they are connected.
+``live_migration`` (source)
+    For a block (cross-pool) migration, before Nova's code calls
+    ``VM.migrate_send``: ``check_sr_uuid_map`` (with the relaxed XSM SR check
+    when ``[xenapi_resign] require_relaxed_xsm_sr_check``).  A refusal calls
+    Nova's ``recover_method`` (``_rollback_live_migration``), exactly as
+    Nova's ``live_migrate`` does on failure, and raises
+    :class:`~nova_xenapi_resign.exception.LiveMigrationPreCheckError`; XAPI
+    is never asked to move anything.
+``rollback_live_migration_at_destination`` (destination)
+    Forgets exactly the SRs this destination introduced for the migration
+    (never one that existed before, never one in use), then runs Nova's
+    rollback without its SR loop (which recomputes uuid5 names and would
+    leak a legacy-named SR, or forget one another instance uses).
+volume attach (every ``VolumeOps`` of the driver)
+    ``_connect_to_volume_provider`` is replaced on the instances by one that
+    names a new SR per ``[xenapi_resign] sr_naming`` (``auto`` reuses the
+    volume's legacy SR if it exists) and honours an explicit ``sr_uuid``
+    with a complete device-config.
+
+The library's XAPI helpers catch the PyPI ``XenAPI.Failure``; os-xenapi's
+session raises its own ``os_xenapi.client.XenAPI.Failure``.  The helpers are
+therefore given :class:`XapiSession`, which re-raises failures as a class
+that is both, so the helpers and Nova's own ``except
+session.XenAPI.Failure`` clauses catch them alike.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+import XenAPI
+
+from nova_xenapi_resign import exception
+from nova_xenapi_resign.objects import migrate_data as md
+from nova_xenapi_resign import sr_naming
+from nova_xenapi_resign.xenapi import live_migration
+from nova_xenapi_resign.xenapi import volume_utils
+
+LOG = logging.getLogger(__name__)
+
+#: The class built by :func:`build_driver_class` (once per process).
+_DRIVER_CLASS: type | None = None
+_BUILD_LOCK = threading.Lock()
+
+_FAILURE_CLASSES: dict[type, type] = {}
+
+
+def _dual_failure_class(other: type) -> type:
+    """An exception class that is both ``XenAPI.Failure`` and ``other``."""
+    if other is XenAPI.Failure or issubclass(other, XenAPI.Failure):
+        return other
+    cls = _FAILURE_CLASSES.get(other)
+    if cls is None:
+        cls = type("Failure", (XenAPI.Failure, other),
+                   {"__module__": __name__})
+        _FAILURE_CLASSES[other] = cls
+    return cls
+
+
+class XapiSession(object):
+    """A Nova/os-xenapi session as the library's XAPI helpers expect it.
+
+    ``call_xenapi``, ``host_ref`` and ``product_version`` are the session's;
+    a failure is re-raised as an exception that is an instance of both the
+    PyPI ``XenAPI.Failure`` and the session's own ``XenAPI.Failure``.
+    """
+
+    def __init__(self, session: Any):
+        self._session = session
+        module = getattr(session, "XenAPI", None)
+        self._failure = getattr(module, "Failure", XenAPI.Failure)
+        self._dual = _dual_failure_class(self._failure)
+
+    @property
+    def host_ref(self) -> str:
+        return self._session.host_ref
+
+    @property
+    def product_version(self) -> Any:
+        return getattr(self._session, "product_version", None)
+
+    def call_xenapi(self, method: str, *args: Any) -> Any:
+        try:
+            return self._session.call_xenapi(method, *args)
+        except self._failure as exc:
+            if isinstance(exc, XenAPI.Failure):
+                raise
+            raise self._dual(exc.details) from exc
+
+
+def _instance_uuid(instance: Any) -> str:
+    try:
+        return str(instance["uuid"])
+    except (KeyError, TypeError):
+        return str(getattr(instance, "uuid", instance))
+
+
+def _field(obj: Any, name: str, default: Any = None) -> Any:
+    """``obj.name`` if that field of a versioned object is set."""
+    if obj is None:
+        return default
+    try:
+        if not obj.obj_attr_is_set(name):
+            return default
+    except (AttributeError, NotImplementedError):
+        return getattr(obj, name, default)
+    return getattr(obj, name)
+
+
+class ResignDriverMixin(object):
+    """The overrides; mixed into Nova's ``XenAPIDriver`` by the builder.
+
+    Needs ``self._session``, ``self._vmops`` and ``self._volumeops`` (set by
+    Nova's ``__init__``) and the class attributes ``_nova_conf`` and
+    ``_excutils``.
+    """
+
+    _nova_conf: Any = None
+
+    def _resign_setup(self) -> None:
+        self._resign_session = XapiSession(self._session)
+        self._resign_lock = threading.Lock()
+        # Per (green)thread: the SRs introduced by the pre_live_migration
+        # running in it (None outside one).  nova-compute monkey-patches
+        # threading, so this is greenthread-local there.
+        self._resign_local = threading.local()
+        # Destination: instance uuid -> SR uuids its migration introduced.
+        self._resign_dest_state: dict[str, set[str]] = {}
+        # Source: instance uuid -> volume_sr_uuid_map it computed.
+        self._resign_source_maps: dict[str, dict[str, str]] = {}
+        volumeops_seen = []
+        for volumeops in (getattr(self, "_volumeops", None),
+                          getattr(getattr(self, "_vmops", None),
+                                  "_volumeops", None)):
+            if volumeops is None or any(v is volumeops
+                                        for v in volumeops_seen):
+                continue
+            volumeops_seen.append(volumeops)
+            volumeops._connect_to_volume_provider = (
+                self._resign_connect_to_volume_provider)
+
+    # --- options ----------------------------------------------------------
+
+    def _resign_options(self) -> tuple[str, str | None, Any, bool]:
+        conf = self._nova_conf
+        group = conf.xenapi_resign
+        return (group.sr_naming, conf.xenserver.target_host,
+                conf.xenserver.target_port,
+                group.require_relaxed_xsm_sr_check)
+
+    # --- volume attach ----------------------------------------------------
+
+    def _resign_connect_to_volume_provider(self, connection_data: Any,
+                                           instance_name: Any
+                                           ) -> tuple[str, str]:
+        """Nova's ``VolumeOps._connect_to_volume_provider``, per sr_naming."""
+        style, host, port, _ = self._resign_options()
+        sr_ref, sr_uuid, introduced = volume_utils.connect_volume_sr(
+            self._resign_session, connection_data,
+            "Disk-for:%s" % instance_name, style, host, port)
+        LOG.debug("Volume SR %s (%s) %s", sr_uuid,
+                  sr_naming.classify(sr_uuid),
+                  "introduced" if introduced else "already present")
+        collector = getattr(self._resign_local, "introduced", None)
+        if introduced and collector is not None:
+            collector.add(sr_uuid)
+        return sr_ref, sr_uuid
+
+    # --- source -----------------------------------------------------------
+
+    def _resign_with_map(self, migrate_data: Any,
+                         volume_map: dict[str, str]) -> Any:
+        cls = md.register_with_nova()
+        if not isinstance(migrate_data, cls):
+            # Nova's plain 1.4 object: copy it into ours.
+            copy = cls()
+            for name in migrate_data.fields:
+                if migrate_data.obj_attr_is_set(name):
+                    setattr(copy, name, getattr(migrate_data, name))
+            migrate_data = copy
+        setattr(migrate_data, md.VOLUME_SR_UUID_MAP, dict(volume_map))
+        return migrate_data
+
+    def check_can_live_migrate_source(self, context: Any, instance: Any,
+                                      dest_check_data: Any,
+                                      block_device_info: Any = None) -> Any:
+        result = super().check_can_live_migrate_source(
+            context, instance, dest_check_data, block_device_info)
+        style, host, port, _ = self._resign_options()
+        volume_map = live_migration.build_volume_sr_uuid_map(
+            self._resign_session, block_device_info, style, host, port)
+        with self._resign_lock:
+            self._resign_source_maps[_instance_uuid(instance)] = volume_map
+        LOG.debug("Source volume SRs for live migration: %s", volume_map)
+        return self._resign_with_map(result, volume_map)
+
+    def live_migration(self, context: Any, instance: Any, dest: Any,
+                       post_method: Any, recover_method: Any,
+                       block_migration: bool = False,
+                       migrate_data: Any = None) -> None:
+        uuid = _instance_uuid(instance)
+        with self._resign_lock:
+            remembered = self._resign_source_maps.pop(uuid, None)
+        if migrate_data is not None and _field(migrate_data,
+                                               "block_migration"):
+            try:
+                self._resign_check_source(instance, migrate_data, remembered)
+            except exception.LiveMigrationPreCheckError as exc:
+                LOG.error("%s", exc)
+                with self._excutils.save_and_reraise_exception():
+                    recover_method(context, instance, dest, migrate_data)
+        super().live_migration(context, instance, dest, post_method,
+                               recover_method, block_migration, migrate_data)
+
+    def _resign_check_source(self, instance: Any, migrate_data: Any,
+                             remembered: dict[str, str] | None) -> None:
+        _, _, _, require_relaxed = self._resign_options()
+        volume_map = md.get_volume_sr_uuid_map(migrate_data)
+        if not volume_map and remembered:
+            # The map did not survive the trip (an old destination, or a
+            # pinned RPC version): what this host computed still holds.
+            LOG.warning("The migrate data came back without %s; using the "
+                        "map computed by check_can_live_migrate_source",
+                        md.VOLUME_SR_UUID_MAP)
+            volume_map = remembered
+        vm_ref = self._vmops._get_vm_opaque_ref(instance)
+        relaxed = True
+        if require_relaxed:
+            relaxed = bool(self._session.is_xsm_sr_check_relaxed())
+        live_migration.check_sr_uuid_map(
+            self._resign_session, vm_ref, _field(migrate_data, "sr_uuid_map",
+                                                 {}),
+            volume_map, relaxed, require_relaxed)
+
+    # --- destination ------------------------------------------------------
+
+    def pre_live_migration(self, context: Any, instance: Any,
+                           block_device_info: Any, network_info: Any,
+                           disk_info: Any, migrate_data: Any) -> Any:
+        _, host, port, _ = self._resign_options()
+        volume_map = md.get_volume_sr_uuid_map(migrate_data)
+        injected = live_migration.inject_source_sr_uuids(
+            block_device_info, volume_map, host, port)
+        uuid = _instance_uuid(instance)
+        # Which SRs this migration introduces (the others pre-existed) is
+        # recorded as Nova connects the volumes: no extra XAPI call.
+        introduced: set[str] = set()
+        self._resign_local.introduced = introduced
+        try:
+            result = super().pre_live_migration(context, instance, injected,
+                                                network_info, disk_info,
+                                                migrate_data)
+        finally:
+            self._resign_local.introduced = None
+            with self._resign_lock:
+                self._resign_dest_state[uuid] = introduced
+        LOG.debug("pre_live_migration: SRs %s, introduced %s",
+                  sorted(_field(result, "sr_uuid_map", {}) or {}),
+                  sorted(introduced))
+        return result
+
+    def rollback_live_migration_at_destination(self, context: Any,
+                                               instance: Any,
+                                               network_info: Any,
+                                               block_device_info: Any,
+                                               destroy_disks: bool = True,
+                                               migrate_data: Any = None
+                                               ) -> None:
+        uuid = _instance_uuid(instance)
+        with self._resign_lock:
+            state = self._resign_dest_state.pop(uuid, None)
+        if state is None and migrate_data is None:
+            # Nothing known about this migration: Nova's own behaviour.
+            return super().rollback_live_migration_at_destination(
+                context, instance, network_info, block_device_info,
+                destroy_disks, migrate_data)
+        if state is not None:
+            srs = {"sr:%s" % u: u for u in state}
+        else:
+            # A restart lost the state: the SRs the migration named; those
+            # in use (another instance) are kept by forget_introduced_srs.
+            srs = {"sr:%s" % u: u for u in
+                   (_field(migrate_data, "sr_uuid_map", {}) or {})}
+            srs.update(md.get_volume_sr_uuid_map(migrate_data))
+        forgotten = live_migration.forget_introduced_srs(
+            self._resign_session, srs, ())
+        LOG.info("Live migration rollback: forgot SRs %s", forgotten)
+        without_volumes = dict(block_device_info or {})
+        without_volumes["block_device_mapping"] = []
+        return super().rollback_live_migration_at_destination(
+            context, instance, network_info, without_volumes, destroy_disks,
+            migrate_data)
+
+    def post_live_migration_at_destination(self, context: Any, instance: Any,
+                                           network_info: Any,
+                                           block_migration: bool = False,
+                                           block_device_info: Any = None
+                                           ) -> None:
+        with self._resign_lock:
+            self._resign_dest_state.pop(_instance_uuid(instance), None)
+        return super().post_live_migration_at_destination(
+            context, instance, network_info, block_migration,
+            block_device_info)
+
+
+def build_driver_class() -> type:
+    """Build (once) and return the driver class.  Imports Nova."""
+    global _DRIVER_CLASS
+    with _BUILD_LOCK:
+        if _DRIVER_CLASS is not None:
+            return _DRIVER_CLASS
+        import nova.conf
+        from nova.virt.xenapi import driver as nova_driver
+        from oslo_utils import excutils
+
+        from nova_xenapi_resign import conf as resign_conf
+
+        resign_conf.register_opts(nova.conf.CONF)
+        md.register_with_nova()
+
+        class XenAPIDriver(ResignDriverMixin, nova_driver.XenAPIDriver):
+            """Nova's XenAPI driver + nova-xenapi-resign (bug 1566622)."""
+
+            _nova_conf = nova.conf.CONF
+            _excutils = excutils
+
+            def __init__(self, virtapi: Any, read_only: bool = False):
+                super().__init__(virtapi, read_only=read_only)
+                self._resign_setup()
+
+        XenAPIDriver.__module__ = __name__
+        XenAPIDriver.__qualname__ = "XenAPIDriver"
+        _DRIVER_CLASS = XenAPIDriver
+        return XenAPIDriver
+
+
+def __getattr__(name: str) -> Any:
+    if name == "XenAPIDriver":
+        return build_driver_class()
+    raise AttributeError("module %r has no attribute %r" % (__name__, name))
