@@ -32,3 +32,6 @@ class TestBenchmarksRun(base.FunctionalTestCase):
 
     def test_bench_cinder_hook(self):
         self.run_bench("bench_cinder_hook.py")
+
+    def test_bench_live_migration(self):
+        self.run_bench("bench_live_migration.py")
