@@ -267,26 +267,27 @@ def forget_introduced_srs(session: Any,
 
 # --- 3. Source: refuse before XAPI moves anything ---------------------------
 
-def volume_vdi_srs(session: Any, vm_ref: str) -> list[tuple[str, str, str]]:
-    """``[(VBD userdevice, VDI ref, SR uuid)]`` of the VM's volume VBDs.
+def _any_of(field: str, values: Iterable[str]) -> str:
+    """An XAPI ``get_all_records_where`` filter: ``field`` is any value."""
+    return " or ".join('field "%s"="%s"' % (field, v) for v in values)
+
+
+def volume_vdis(session: Any, vm_ref: str) -> list[tuple[str, str]]:
+    """``[(VBD userdevice, VDI ref)]`` of the VM's volume VBDs: one call.
 
     A volume VBD is one Nova attached with ``osvol`` in its other_config.
     """
-    result = []
-    sr_uuid_of: dict[str, str] = {}
-    for vbd_ref in session.call_xenapi("VM.get_VBDs", vm_ref):
-        record = session.call_xenapi("VBD.get_record", vbd_ref)
-        if "osvol" not in (record.get("other_config") or {}):
-            continue
-        if record.get("empty"):
-            continue
-        vdi_ref = record["VDI"]
-        sr_ref = session.call_xenapi("VDI.get_SR", vdi_ref)
-        if sr_ref not in sr_uuid_of:
-            sr_uuid_of[sr_ref] = session.call_xenapi("SR.get_uuid", sr_ref)
-        result.append((record.get("userdevice", "?"), vdi_ref,
-                       sr_uuid_of[sr_ref]))
-    return result
+    vbds = session.call_xenapi("VBD.get_all_records_where",
+                               'field "VM"="%s"' % vm_ref)
+    return sorted((rec.get("userdevice", "?"), rec["VDI"])
+                  for rec in vbds.values()
+                  if "osvol" in (rec.get("other_config") or {})
+                  and not rec.get("empty"))
+
+
+def _sr_uuid_of_vdi(session: Any, vdi_ref: str) -> str:
+    return session.call_xenapi("SR.get_uuid",
+                               session.call_xenapi("VDI.get_SR", vdi_ref))
 
 
 def check_sr_uuid_map(session: Any, vm_ref: str,
@@ -337,9 +338,16 @@ def check_sr_uuid_map(session: Any, vm_ref: str,
                 "source uses for this volume",
                 action=ACTION_UPGRADE_DESTINATION)
 
+    # Three queries per migration, whatever the number of volumes: the SRs
+    # under the destination's UUIDs, the VM's volume VBDs, the VDIs on
+    # those SRs.
+    found = session.call_xenapi("SR.get_all_records_where",
+                                _any_of("uuid", sorted(sr_uuid_map))
+                                ) if sr_uuid_map else {}
+    by_uuid = {rec["uuid"]: ref for ref, rec in found.items()}
     local_srs: dict[str, str] = {}
     for dest_uuid in sorted(sr_uuid_map):
-        sr_ref = volume_utils.find_sr_by_uuid(session, dest_uuid)
+        sr_ref = by_uuid.get(dest_uuid)
         if sr_ref is None:
             raise exception.LiveMigrationPreCheckError(
                 volume_id=_volumes_on(volume_sr_uuid_map, dest_uuid),
@@ -352,8 +360,13 @@ def check_sr_uuid_map(session: Any, vm_ref: str,
                 action=ACTION_UPGRADE_DESTINATION)
         local_srs[dest_uuid] = sr_ref
 
-    for device, vdi_ref, source_uuid in volume_vdi_srs(session, vm_ref):
-        if source_uuid not in sr_uuid_map:
+    volumes = volume_vdis(session, vm_ref)
+    mapped_vdis = set(session.call_xenapi(
+        "VDI.get_all_records_where", _any_of("SR", sorted(set(
+            local_srs.values()))))) if volumes and local_srs else set()
+    for device, vdi_ref in volumes:
+        if vdi_ref not in mapped_vdis:
+            source_uuid = _sr_uuid_of_vdi(session, vdi_ref)
             raise exception.LiveMigrationPreCheckError(
                 volume_id="%s (VBD %s, VDI %s)" % (
                     _volumes_on(volume_sr_uuid_map, source_uuid), device,

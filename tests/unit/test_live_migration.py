@@ -371,7 +371,8 @@ class TestCheckSrUuidMap(base.TestCase):
             session, vm, {}, {}, False, True))
 
     def test_other_xapi_failures_propagate(self):
-        self.session.fail["SR.get_by_uuid"] = ["SESSION_INVALID", "x"]
+        self.session.fail["SR.get_all_records_where"] = ["SESSION_INVALID",
+                                                         "x"]
         dest = {legacy(VOL_A): "OpaqueRef:d1", uuid5(VOL_B): "OpaqueRef:d2"}
         self.assertRaises(volume_utils.XenAPI.Failure, self._check, dest)
 
@@ -421,3 +422,23 @@ class TestEndToEndWithFakePools(base.TestCase):
         self.assertEqual([legacy(VOL_A)], live_migration.forget_introduced_srs(
             dest, vmap, preexisting))
         self.assertEqual([], dest.sr_uuids())
+
+
+class TestPreCheckCost(base.TestCase):
+    """The pre-check costs three XAPI calls per migration, not per volume."""
+
+    def test_constant_calls_for_many_volumes(self):
+        costs = []
+        for n in (1, 8, 32):
+            session = FakeSession()
+            vm = session.add_vm()
+            vmap = {}
+            for i in range(n):
+                sr_uuid = "FA15E-D15C-vol-%d" % i
+                session.add_sr(sr_uuid)
+                session.add_vbd(vm, sr_uuid, str(i + 1))
+                vmap["vol-%d" % i] = sr_uuid
+            dest = {u: "OpaqueRef:dest-%s" % u for u in vmap.values()}
+            live_migration.check_sr_uuid_map(session, vm, dest, vmap, True)
+            costs.append(session.xapi_calls())
+        self.assertEqual([3, 3, 3], costs)

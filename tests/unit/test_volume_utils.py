@@ -1,6 +1,7 @@
 """xenapi.volume_utils against a small recording fake XAPI session."""
 
 import itertools
+import re
 
 import XenAPI
 
@@ -99,6 +100,32 @@ class FakeSession(object):
         if method in self.fail:
             raise XenAPI.Failure(list(self.fail[method]))
         return getattr(self, "_" + method.replace(".", "_"))(*args)
+
+    @staticmethod
+    def _where(expression):
+        """(field, {values}) of an ``or`` of ``field "f"="v"`` terms."""
+        terms = re.findall(r'field "([^"]+)"="([^"]*)"', expression)
+        fields = {f for f, _ in terms}
+        assert len(fields) == 1, expression
+        return fields.pop(), {v for _, v in terms}
+
+    def _VBD_get_all_records_where(self, expression):
+        field, values = self._where(expression)
+        assert field == "VM", expression
+        return {ref: dict(self.vbds[ref], VM=vm) for vm in values
+                for ref in self.vms.get(vm, [])}
+
+    def _SR_get_all_records_where(self, expression):
+        field, values = self._where(expression)
+        assert field == "uuid", expression
+        return {ref: rec for ref, rec in self.srs.items()
+                if rec["uuid"] in values}
+
+    def _VDI_get_all_records_where(self, expression):
+        field, values = self._where(expression)
+        assert field == "SR", expression
+        return {ref: {"SR": sr} for ref, sr in self.vdis.items()
+                if sr in values}
 
     def _sr(self, sr_ref):
         if sr_ref not in self.srs:
