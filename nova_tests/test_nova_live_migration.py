@@ -32,14 +32,16 @@ import XenAPI
 from nova_xenapi_resign import exception
 from nova_xenapi_resign.objects import migrate_data as md
 from nova_xenapi_resign.simulator import fixture as simfixture
-from nova_xenapi_resign import sr_naming
 from tests import base
+from tests.functional.test_live_migration_sim import iqn
+from tests.functional.test_live_migration_sim import legacy
+from tests.functional.test_live_migration_sim import PORTAL
+from tests.functional.test_live_migration_sim import uuid5
 
 CONF = nova.conf.CONF
 OUR_DRIVER = "nova_xenapi_resign.nova_driver.XenAPIDriver"
 #: Nova's own name for its driver (``compute_driver = xenapi.XenAPIDriver``).
 STOCK_DRIVER = "xenapi.XenAPIDriver"
-PORTAL = "192.0.2.5:3260"
 MiB = 1024 * 1024
 VOL_A = "11111111-2222-4333-8444-555555555555"
 VOL_B = "22222222-3333-4444-8555-666666666666"
@@ -91,19 +93,6 @@ def _get_ip_from_url(self, url):
 def _create_session(self, url):
     self.is_local_connection = False
     return xenapi_session.XenAPI.Session(url, transport=BytesTransport())
-
-
-def iqn(volume_id):
-    return "iqn.2010-01.com.example:volume-%s" % volume_id
-
-
-def legacy(volume_id):
-    return sr_naming.legacy_sr_uuid(volume_id)
-
-
-def uuid5(volume_id):
-    host, port = PORTAL.split(":")
-    return sr_naming.uuid5_sr_uuid(host, port, iqn(volume_id))
 
 
 class LiveMigrationTestCase(base.TestCase):

@@ -101,8 +101,8 @@ class Demo(object):
         from nova_xenapi_resign.xenapi import session
         self.sim = server.serve(self.workdir + "/san", pools=2,
                                 names=["pool-a", "pool-b"])
-        self.a = session.XenAPISession(self.sim.urls[0])
-        self.b = session.XenAPISession(self.sim.urls[1])
+        self.a = session.connect(self.sim.urls[0])
+        self.b = session.connect(self.sim.urls[1])
         return True, "two pools sharing one SAN", {"urls": self.sim.urls}
 
     def step_format_original_lun(self):

@@ -38,11 +38,9 @@ volume attach (every ``VolumeOps`` of the driver)
     volume's legacy SR if it exists) and honours an explicit ``sr_uuid``
     with a complete device-config.
 
-The library's XAPI helpers catch the PyPI ``XenAPI.Failure``; os-xenapi's
-session raises its own ``os_xenapi.client.XenAPI.Failure``.  The helpers are
-therefore given :class:`XapiSession`, which re-raises failures as a class
-that is both, so the helpers and Nova's own ``except
-session.XenAPI.Failure`` clauses catch them alike.
+The library's XAPI helpers take Nova's session as it is: they recognise
+os-xenapi's own ``XenAPI.Failure`` class
+(:func:`~nova_xenapi_resign.xenapi.volume_utils.failure_classes`).
 """
 
 from __future__ import annotations
@@ -51,7 +49,6 @@ import logging
 import threading
 from typing import Any
 
-import XenAPI
 
 from nova_xenapi_resign import exception
 from nova_xenapi_resign.objects import migrate_data as md
@@ -64,51 +61,6 @@ LOG = logging.getLogger(__name__)
 #: The class built by :func:`build_driver_class` (once per process).
 _DRIVER_CLASS: type | None = None
 _BUILD_LOCK = threading.Lock()
-
-_FAILURE_CLASSES: dict[type, type] = {}
-
-
-def _dual_failure_class(other: type) -> type:
-    """An exception class that is both ``XenAPI.Failure`` and ``other``."""
-    if other is XenAPI.Failure or issubclass(other, XenAPI.Failure):
-        return other
-    cls = _FAILURE_CLASSES.get(other)
-    if cls is None:
-        cls = type("Failure", (XenAPI.Failure, other),
-                   {"__module__": __name__})
-        _FAILURE_CLASSES[other] = cls
-    return cls
-
-
-class XapiSession(object):
-    """A Nova/os-xenapi session as the library's XAPI helpers expect it.
-
-    ``call_xenapi``, ``host_ref`` and ``product_version`` are the session's;
-    a failure is re-raised as an exception that is an instance of both the
-    PyPI ``XenAPI.Failure`` and the session's own ``XenAPI.Failure``.
-    """
-
-    def __init__(self, session: Any):
-        self._session = session
-        module = getattr(session, "XenAPI", None)
-        self._failure = getattr(module, "Failure", XenAPI.Failure)
-        self._dual = _dual_failure_class(self._failure)
-
-    @property
-    def host_ref(self) -> str:
-        return self._session.host_ref
-
-    @property
-    def product_version(self) -> Any:
-        return getattr(self._session, "product_version", None)
-
-    def call_xenapi(self, method: str, *args: Any) -> Any:
-        try:
-            return self._session.call_xenapi(method, *args)
-        except self._failure as exc:
-            if isinstance(exc, XenAPI.Failure):
-                raise
-            raise self._dual(exc.details) from exc
 
 
 def _instance_uuid(instance: Any) -> str:
@@ -141,7 +93,6 @@ class ResignDriverMixin(object):
     _nova_conf: Any = None
 
     def _resign_setup(self) -> None:
-        self._resign_session = XapiSession(self._session)
         self._resign_lock = threading.Lock()
         # Per (green)thread: the SRs introduced by the pre_live_migration
         # running in it (None outside one).  nova-compute monkey-patches
@@ -179,7 +130,7 @@ class ResignDriverMixin(object):
         """Nova's ``VolumeOps._connect_to_volume_provider``, per sr_naming."""
         style, host, port, _ = self._resign_options()
         sr_ref, sr_uuid, introduced = volume_utils.connect_volume_sr(
-            self._resign_session, connection_data,
+            self._session, connection_data,
             "Disk-for:%s" % instance_name, style, host, port)
         LOG.debug("Volume SR %s (%s) %s", sr_uuid,
                   sr_naming.classify(sr_uuid),
@@ -211,7 +162,7 @@ class ResignDriverMixin(object):
             context, instance, dest_check_data, block_device_info)
         style, host, port, _ = self._resign_options()
         volume_map = live_migration.build_volume_sr_uuid_map(
-            self._resign_session, block_device_info, style, host, port)
+            self._session, block_device_info, style, host, port)
         with self._resign_lock:
             self._resign_source_maps[_instance_uuid(instance)] = volume_map
         LOG.debug("Source volume SRs for live migration: %s", volume_map)
@@ -251,8 +202,8 @@ class ResignDriverMixin(object):
         if require_relaxed:
             relaxed = bool(self._session.is_xsm_sr_check_relaxed())
         live_migration.check_sr_uuid_map(
-            self._resign_session, vm_ref, _field(migrate_data, "sr_uuid_map",
-                                                 {}),
+            self._session, vm_ref,
+            _field(migrate_data, "sr_uuid_map", {}),
             volume_map, relaxed, require_relaxed)
 
     # --- destination ------------------------------------------------------
@@ -306,7 +257,7 @@ class ResignDriverMixin(object):
                    (_field(migrate_data, "sr_uuid_map", {}) or {})}
             srs.update(md.get_volume_sr_uuid_map(migrate_data))
         forgotten = live_migration.forget_introduced_srs(
-            self._resign_session, srs, ())
+            self._session, srs, ())
         LOG.info("Live migration rollback: forgot SRs %s", forgotten)
         without_volumes = dict(block_device_info or {})
         without_volumes["block_device_mapping"] = []

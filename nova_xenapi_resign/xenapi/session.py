@@ -12,17 +12,12 @@ from typing import Any
 
 
 class XenAPISession(object):
-    """``call_xenapi`` over a logged-in ``XenAPI.Session``."""
+    """``call_xenapi`` over a logged-in PyPI ``XenAPI.Session``."""
 
-    def __init__(self, url: str, user: str = "root", password: str = "",
-                 originator: str = "nova-xenapi-resign") -> None:
-        import XenAPI
-        self._session = XenAPI.Session(url)
-        self._session.xenapi.login_with_password(user, password, "1.0",
-                                                 originator)
-        self.xenapi = self._session.xenapi
-        pool = self.xenapi.pool.get_all()[0]
-        self.host_ref = self.xenapi.pool.get_master(pool)
+    def __init__(self, session: Any) -> None:
+        self._session = session
+        self.xenapi = session.xenapi
+        self.host_ref = self.xenapi.session.get_this_host(session.handle)
         software = self.xenapi.host.get_software_version(self.host_ref)
         version = software.get("product_version") or software.get(
             "platform_version", "0.0.0")
@@ -30,10 +25,16 @@ class XenAPISession(object):
 
     def call_xenapi(self, method: str, *args: Any) -> Any:
         """Call ``Class.method`` (or ``Async.Class.method``) with ``args``."""
-        target = self.xenapi
-        for part in method.split("."):
-            target = getattr(target, part)
-        return target(*args)
+        return self._session.xenapi_request(method, args)
 
     def logout(self) -> None:
-        self._session.xenapi.session.logout()
+        self.xenapi.session.logout()
+
+
+def connect(url: str, user: str = "root", password: str = "",
+            originator: str = "nova-xenapi-resign") -> XenAPISession:
+    """Log in to the XAPI at ``url`` and wrap the session."""
+    import XenAPI
+    session = XenAPI.Session(url)
+    session.xenapi.login_with_password(user, password, "1.0", originator)
+    return XenAPISession(session)

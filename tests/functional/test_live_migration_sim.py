@@ -30,6 +30,7 @@ from nova_xenapi_resign.simulator import fixture as simfixture
 from nova_xenapi_resign.simulator import san as sanmod
 from nova_xenapi_resign import sr_naming
 from nova_xenapi_resign.xenapi import live_migration
+from nova_xenapi_resign.xenapi import session as xapi_session
 from nova_xenapi_resign.xenapi import volume_utils
 from tests import base
 
@@ -39,21 +40,6 @@ DEST_HOST = "pool1-host0"
 
 
 # --- sessions, names, volumes ------------------------------------------------
-
-class XapiSession(object):
-    """The PyPI XenAPI client as the library's helpers take a session."""
-
-    def __init__(self, session):
-        self._session = session
-        self.xenapi = session.xenapi
-        self.host_ref = self.xenapi.session.get_this_host(session.handle)
-        version = self.xenapi.host.get_software_version(
-            self.host_ref)["product_version"]
-        self.product_version = tuple(int(p) for p in version.split("."))
-
-    def call_xenapi(self, method, *args):
-        return self._session.xenapi_request(method, args)
-
 
 def iqn(volume_id):
     return "iqn.2010-01.com.example:volume-%s" % volume_id
@@ -109,7 +95,7 @@ class Host(object):
                  require_relaxed=True):
         self.sim = sim
         self.index = index
-        self.session = XapiSession(sim.session(index))
+        self.session = xapi_session.XenAPISession(sim.session(index))
         self.x = self.session.xenapi
         self.extension = extension
         self.style = style if extension else sr_naming.STYLE_UUID5
