@@ -33,8 +33,8 @@ case "${1:-}" in
 esac
 
 stamp_value() {
-  cat "$0" requirements.txt test-requirements.txt setup.cfg | sha256sum \
-    | cut -d' ' -f1
+  cat "$0" requirements.txt test-requirements.txt setup.cfg pyproject.toml \
+    nova/virt/nova_xenapi_resign/*.py | sha256sum | cut -d' ' -f1
 }
 
 want=$(stamp_value)
@@ -47,14 +47,17 @@ if [ ! -f "$VENV/.nova-installed" ] \
     export PBR_VERSION=${PBR_VERSION:-0.0.0}
   fi
   "$VENV/bin/python" -m pip install -q --upgrade pip wheel
-  # One resolution: the pins, the project's own requirements, the project
-  # (editable).
+  # One resolution: the pins, the project's own requirements, the project.
+  # A regular install, as on a compute host: it puts
+  # nova/virt/nova_xenapi_resign/ into Nova's tree (an editable install
+  # would only add this checkout to sys.path, behind Nova's own nova/).  The
+  # tests import nova_xenapi_resign from the checkout (stestr's top dir).
   "$VENV/bin/python" -m pip install -q "${PINS[@]}" \
-      -r requirements.txt -r test-requirements.txt -e .
+      -r requirements.txt -r test-requirements.txt .
   "$VENV/bin/python" -W ignore -c "
 import nova.virt.xenapi.driver
 import os_xenapi.client.session
-from nova_xenapi_resign.nova_driver import XenAPIDriver
+from nova.virt.nova_xenapi_resign.nova_driver import XenAPIDriver
 print('nova-venv: driver', XenAPIDriver.__mro__[2])"
   echo "$want" > "$VENV/.nova-installed"
   echo "nova-venv: built $VENV in $(( $(date +%s) - start )) s"

@@ -1,5 +1,6 @@
 """XenapiLiveMigrateData 1.5: fields, pinned hashes, backports, Nova mode."""
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -391,11 +392,9 @@ print(json.dumps({
 class TestNovaMode(base.TestCase):
 
     def test_without_nova_import_error(self):
-        try:
-            import nova  # noqa: F401
-        except ImportError:
-            pass
-        else:
+        # This checkout's nova/virt/nova_xenapi_resign/ makes "nova" an
+        # importable namespace; Nova itself is nova.objects.
+        if importlib.util.find_spec("nova.objects") is not None:
             self.skipTest("a real Nova is importable here")
         self.assertRaises(ImportError, migrate_data.register_with_nova)
 
