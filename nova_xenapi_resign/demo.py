@@ -276,14 +276,17 @@ class Demo(object):
         token = b.xenapi.host.migrate_receive(
             b.host_ref, b.xenapi.network.get_all()[0], {})
         # Source, live_migration: refuse anything XAPI would mirror.
-        local = lm.check_sr_uuid_map(a, self.ctx["vm"], sr_uuid_map, vmap,
-                                     relaxed_xsm_sr_check=True)
-        vdi_map = {self.ctx["vdi"]: sr_uuid_map[self.ctx["legacy"]]}
+        checked = lm.check_sr_uuid_map(a, self.ctx["vm"], sr_uuid_map, vmap,
+                                       relaxed_xsm_sr_check=True)
+        # The vdi_map XAPI gets is the one that was checked.
+        vdi_map = checked.vdi_map(self.ctx["vm"],
+                                  checked.srs[self.ctx["legacy"]],
+                                  sr_uuid_map[self.ctx["legacy"]])
         a.xenapi.VM.assert_can_migrate(self.ctx["vm"], token, True, vdi_map,
                                        {}, {})
         a.xenapi.VM.migrate_send(self.ctx["vm"], token, True, vdi_map, {},
                                  {})
-        for sr in local.values():
+        for sr in checked.srs.values():
             volume_utils.forget_sr(a, sr)
         [migration] = a.xenapi.debug.get_migrations()
         on_b = b.xenapi.VM.get_by_name_label("instance-legacy")

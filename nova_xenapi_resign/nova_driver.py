@@ -26,7 +26,10 @@ What it changes (DESIGN.md section 3), and nothing else:
     Nova's ``recover_method`` (``_rollback_live_migration``), exactly as
     Nova's ``live_migrate`` does on failure, and raises
     :class:`~nova_xenapi_resign.exception.LiveMigrationPreCheckError`; XAPI
-    is never asked to move anything.
+    is never asked to move anything.  Nova's ``_generate_vdi_map`` is then
+    answered for the volume SRs from what the check read (the same VDIs,
+    without Nova's per-SR walk over every VBD): XAPI gets the map that was
+    checked.
 ``rollback_live_migration_at_destination`` (destination)
     Forgets exactly the SRs this destination introduced for the migration
     (never one that existed before, never one in use), then runs Nova's
@@ -95,7 +98,8 @@ class ResignDriverMixin(object):
     def _resign_setup(self) -> None:
         self._resign_lock = threading.Lock()
         # Per (green)thread: the SRs introduced by the pre_live_migration
-        # running in it (None outside one).  nova-compute monkey-patches
+        # running in it, and the CheckedVolumes of the live_migration
+        # running in it (None outside them).  nova-compute monkey-patches
         # threading, so this is greenthread-local there.
         self._resign_local = threading.local()
         # Destination: instance uuid -> SR uuids its migration introduced.
@@ -112,6 +116,10 @@ class ResignDriverMixin(object):
             volumeops_seen.append(volumeops)
             volumeops._connect_to_volume_provider = (
                 self._resign_connect_to_volume_provider)
+        vmops = getattr(self, "_vmops", None)
+        if vmops is not None:
+            self._resign_nova_vdi_map = vmops._generate_vdi_map
+            vmops._generate_vdi_map = self._resign_generate_vdi_map
 
     # --- options ----------------------------------------------------------
 
@@ -175,19 +183,47 @@ class ResignDriverMixin(object):
         uuid = _instance_uuid(instance)
         with self._resign_lock:
             remembered = self._resign_source_maps.pop(uuid, None)
+        checked = None
         if migrate_data is not None and _field(migrate_data,
                                                "block_migration"):
             try:
-                self._resign_check_source(instance, migrate_data, remembered)
+                checked = self._resign_check_source(instance, migrate_data,
+                                                    remembered)
             except exception.LiveMigrationPreCheckError as exc:
                 LOG.error("%s", exc)
                 with self._excutils.save_and_reraise_exception():
                     recover_method(context, instance, dest, migrate_data)
-        super().live_migration(context, instance, dest, post_method,
-                               recover_method, block_migration, migrate_data)
+        self._resign_local.checked = checked
+        try:
+            super().live_migration(context, instance, dest, post_method,
+                                   recover_method, block_migration,
+                                   migrate_data)
+        finally:
+            self._resign_local.checked = None
+
+    def _resign_generate_vdi_map(self, destination_sr_ref: str, vm_ref: str,
+                                 sr_ref: str | None = None
+                                 ) -> dict[str, str]:
+        """Nova's ``VMOps._generate_vdi_map``, answered from the pre-check.
+
+        Inside this thread's ``live_migration``, a volume SR's VDIs are
+        those ``check_sr_uuid_map`` verified (read with two queries for all
+        volumes).  Nova's own version walks every VBD of the VM for each SR,
+        for ``VM.assert_can_migrate`` and again for ``VM.migrate_send``:
+        O(volumes^2) calls.  The answer is the same, and XAPI receives
+        exactly the map that was checked.  Anything else (the local disks'
+        default SR, another VM) goes to Nova's method.
+        """
+        checked = getattr(self._resign_local, "checked", None)
+        if checked is not None and sr_ref is not None:
+            vdi_map = checked.vdi_map(vm_ref, sr_ref, destination_sr_ref)
+            if vdi_map is not None:
+                return vdi_map
+        return self._resign_nova_vdi_map(destination_sr_ref, vm_ref, sr_ref)
 
     def _resign_check_source(self, instance: Any, migrate_data: Any,
-                             remembered: dict[str, str] | None) -> None:
+                             remembered: dict[str, str] | None
+                             ) -> live_migration.CheckedVolumes:
         _, _, _, require_relaxed = self._resign_options()
         volume_map = md.get_volume_sr_uuid_map(migrate_data)
         if not volume_map and remembered:
@@ -201,7 +237,7 @@ class ResignDriverMixin(object):
         relaxed = True
         if require_relaxed:
             relaxed = bool(self._session.is_xsm_sr_check_relaxed())
-        live_migration.check_sr_uuid_map(
+        return live_migration.check_sr_uuid_map(
             self._session, vm_ref,
             _field(migrate_data, "sr_uuid_map", {}),
             volume_map, relaxed, require_relaxed)

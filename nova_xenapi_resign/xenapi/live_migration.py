@@ -26,6 +26,7 @@ mappings each with ``connection_info = {'driver_volume_type': ..., 'data':
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+import dataclasses
 import logging
 from typing import Any
 
@@ -272,17 +273,40 @@ def _any_of(field: str, values: Iterable[str]) -> str:
     return " or ".join('field "%s"="%s"' % (field, v) for v in values)
 
 
-def volume_vdis(session: Any, vm_ref: str) -> list[tuple[str, str]]:
-    """``[(VBD userdevice, VDI ref)]`` of the VM's volume VBDs: one call.
+@dataclasses.dataclass(frozen=True)
+class CheckedVolumes:
+    """What :func:`check_sr_uuid_map` verified on the source.
 
-    A volume VBD is one Nova attached with ``osvol`` in its other_config.
+    ``srs`` maps each SR uuid of the destination's ``sr_uuid_map`` to the
+    local SR ref; ``vdis`` maps each of those SR refs to the VM's VDIs on it
+    (every VBD of the VM, as Nova's ``get_instance_vdis_for_sr`` counts
+    them).  Enough to build the volume part of XAPI's ``vdi_map`` without
+    asking XAPI again, so XAPI receives exactly the map that was checked.
     """
+
+    vm_ref: str
+    srs: Mapping[str, str]
+    vdis: Mapping[str, tuple[str, ...]]
+
+    def vdi_map(self, vm_ref: str, sr_ref: str,
+                destination_sr_ref: str) -> dict[str, str] | None:
+        """Nova's ``_generate_vdi_map`` for a checked SR; None otherwise."""
+        if vm_ref != self.vm_ref or sr_ref not in self.vdis:
+            return None
+        return {vdi: destination_sr_ref for vdi in self.vdis[sr_ref]}
+
+
+def _vm_vbds(session: Any, vm_ref: str) -> list[Mapping[str, Any]]:
+    """The VM's non-empty VBD records, by userdevice: one call."""
     vbds = session.call_xenapi("VBD.get_all_records_where",
                                'field "VM"="%s"' % vm_ref)
-    return sorted((rec.get("userdevice", "?"), rec["VDI"])
-                  for rec in vbds.values()
-                  if "osvol" in (rec.get("other_config") or {})
-                  and not rec.get("empty"))
+    return sorted((rec for rec in vbds.values() if not rec.get("empty")),
+                  key=lambda rec: str(rec.get("userdevice", "?")))
+
+
+def _is_volume(vbd: Mapping[str, Any]) -> bool:
+    """A volume VBD is one Nova attached with ``osvol`` in other_config."""
+    return "osvol" in (vbd.get("other_config") or {})
 
 
 def _sr_uuid_of_vdi(session: Any, vdi_ref: str) -> str:
@@ -290,11 +314,50 @@ def _sr_uuid_of_vdi(session: Any, vdi_ref: str) -> str:
                                session.call_xenapi("VDI.get_SR", vdi_ref))
 
 
+def _refuse_strict_check(sr_uuid_map: Mapping[str, str],
+                         volume_sr_uuid_map: Mapping[str, str]) -> None:
+    """Refuse: the source pool's XSM SR check is strict."""
+    raise exception.LiveMigrationPreCheckError(
+        volume_id=", ".join(sorted(volume_sr_uuid_map)) or _UNKNOWN,
+        source_sr_uuid=", ".join(sorted(set(
+            volume_sr_uuid_map.values()))) or _UNKNOWN,
+        dest_sr_uuid=", ".join(sorted(sr_uuid_map)) or "none",
+        reason="XAPI's relax-xsm-sr-check is off on the source pool, so "
+        "XAPI would mirror every volume even between equal SR UUIDs",
+        action=ACTION_RELAX)
+
+
+def _local_srs(session: Any, sr_uuid_map: Mapping[str, str],
+               volume_sr_uuid_map: Mapping[str, str]
+               ) -> dict[str, Mapping[str, Any]]:
+    """``{SR ref: record}`` here of every destination key: one call.
+
+    Refuses if a key does not exist on the source.
+    """
+    if not sr_uuid_map:
+        return {}
+    found = session.call_xenapi("SR.get_all_records_where",
+                                _any_of("uuid", sorted(sr_uuid_map)))
+    missing = sorted(set(sr_uuid_map) - {r["uuid"] for r in found.values()})
+    if missing:
+        dest_uuid = missing[0]
+        raise exception.LiveMigrationPreCheckError(
+            volume_id=_volumes_on(volume_sr_uuid_map, dest_uuid),
+            source_sr_uuid="none under that UUID (source SRs: %s)"
+            % (", ".join(sorted(set(volume_sr_uuid_map.values())))
+               or "not recorded"),
+            dest_sr_uuid=dest_uuid,
+            reason="the destination introduced an SR whose UUID does not "
+            "exist on the source",
+            action=ACTION_UPGRADE_DESTINATION)
+    return dict(found)
+
+
 def check_sr_uuid_map(session: Any, vm_ref: str,
                       sr_uuid_map: Mapping[str, str] | None,
                       volume_sr_uuid_map: Mapping[str, str] | None,
                       relaxed_xsm_sr_check: bool,
-                      require_relaxed: bool = True) -> dict[str, str]:
+                      require_relaxed: bool = True) -> CheckedVolumes:
     """Refuse a live migration that would fail or mirror a LUN onto itself.
 
     Call on the source before ``VM.assert_can_migrate`` / ``VM.migrate_send``
@@ -307,72 +370,48 @@ def check_sr_uuid_map(session: Any, vm_ref: str,
       volumes;
     * every volume of ``volume_sr_uuid_map`` has its SR UUID as a key of
       ``sr_uuid_map`` (equal UUID on both sides);
-    * every key of ``sr_uuid_map`` exists here (``SR.get_by_uuid``);
+    * every key of ``sr_uuid_map`` exists here;
     * every volume VDI of the VM is on a local SR whose UUID is a key of
       ``sr_uuid_map``.
 
-    Returns ``{SR uuid: local SR ref}`` for building the ``vdi_map``.
+    Two XAPI queries per migration, whatever the number of volumes (the SRs
+    under the destination's UUIDs, with their VDIs; the VM's VBDs); the
+    first refusals need none.  Returns the :class:`CheckedVolumes`.
     """
     sr_uuid_map = dict(sr_uuid_map or {})
     volume_sr_uuid_map = dict(volume_sr_uuid_map or {})
-    dest_uuids = ", ".join(sorted(sr_uuid_map)) or "none"
-
     if require_relaxed and not relaxed_xsm_sr_check and (
             volume_sr_uuid_map or sr_uuid_map):
-        volumes = ", ".join(sorted(volume_sr_uuid_map)) or _UNKNOWN
-        raise exception.LiveMigrationPreCheckError(
-            volume_id=volumes,
-            source_sr_uuid=", ".join(sorted(set(
-                volume_sr_uuid_map.values()))) or _UNKNOWN,
-            dest_sr_uuid=dest_uuids,
-            reason="XAPI's relax-xsm-sr-check is off on the source pool, so "
-            "XAPI would mirror every volume even between equal SR UUIDs",
-            action=ACTION_RELAX)
-
+        _refuse_strict_check(sr_uuid_map, volume_sr_uuid_map)
     for volume_id, source_uuid in sorted(volume_sr_uuid_map.items()):
         if source_uuid not in sr_uuid_map:
             raise exception.LiveMigrationPreCheckError(
                 volume_id=volume_id, source_sr_uuid=source_uuid,
-                dest_sr_uuid=dest_uuids,
+                dest_sr_uuid=", ".join(sorted(sr_uuid_map)) or "none",
                 reason="the destination reported no SR under the UUID the "
                 "source uses for this volume",
                 action=ACTION_UPGRADE_DESTINATION)
 
-    # Three queries per migration, whatever the number of volumes: the SRs
-    # under the destination's UUIDs, the VM's volume VBDs, the VDIs on
-    # those SRs.
-    found = session.call_xenapi("SR.get_all_records_where",
-                                _any_of("uuid", sorted(sr_uuid_map))
-                                ) if sr_uuid_map else {}
-    by_uuid = {rec["uuid"]: ref for ref, rec in found.items()}
-    local_srs: dict[str, str] = {}
-    for dest_uuid in sorted(sr_uuid_map):
-        sr_ref = by_uuid.get(dest_uuid)
-        if sr_ref is None:
-            raise exception.LiveMigrationPreCheckError(
-                volume_id=_volumes_on(volume_sr_uuid_map, dest_uuid),
-                source_sr_uuid="none under that UUID (source SRs: %s)"
-                % (", ".join(sorted(set(volume_sr_uuid_map.values())))
-                   or "not recorded"),
-                dest_sr_uuid=dest_uuid,
-                reason="the destination introduced an SR whose UUID does not "
-                "exist on the source",
-                action=ACTION_UPGRADE_DESTINATION)
-        local_srs[dest_uuid] = sr_ref
-
-    volumes = volume_vdis(session, vm_ref)
-    mapped_vdis = set(session.call_xenapi(
-        "VDI.get_all_records_where", _any_of("SR", sorted(set(
-            local_srs.values()))))) if volumes and local_srs else set()
-    for device, vdi_ref in volumes:
-        if vdi_ref not in mapped_vdis:
-            source_uuid = _sr_uuid_of_vdi(session, vdi_ref)
+    local = _local_srs(session, sr_uuid_map, volume_sr_uuid_map)
+    sr_of_vdi = {vdi: ref for ref, rec in local.items()
+                 for vdi in rec.get("VDIs") or ()}
+    vdis: dict[str, list[str]] = {ref: [] for ref in local}
+    for vbd in _vm_vbds(session, vm_ref):
+        sr_ref = sr_of_vdi.get(vbd["VDI"])
+        if sr_ref is not None:
+            vdis[sr_ref].append(vbd["VDI"])
+        elif _is_volume(vbd):
+            source_uuid = _sr_uuid_of_vdi(session, vbd["VDI"])
             raise exception.LiveMigrationPreCheckError(
                 volume_id="%s (VBD %s, VDI %s)" % (
-                    _volumes_on(volume_sr_uuid_map, source_uuid), device,
-                    vdi_ref),
-                source_sr_uuid=source_uuid, dest_sr_uuid=dest_uuids,
+                    _volumes_on(volume_sr_uuid_map, source_uuid),
+                    vbd.get("userdevice", "?"), vbd["VDI"]),
+                source_sr_uuid=source_uuid,
+                dest_sr_uuid=", ".join(sorted(sr_uuid_map)) or "none",
                 reason="the VM has a volume on a source SR the destination "
                 "did not connect under the same UUID",
                 action=ACTION_UPGRADE_DESTINATION)
-    return local_srs
+    return CheckedVolumes(
+        vm_ref=vm_ref,
+        srs={rec["uuid"]: ref for ref, rec in local.items()},
+        vdis={ref: tuple(found) for ref, found in vdis.items()})

@@ -308,12 +308,21 @@ class TestCheckSrUuidMap(base.TestCase):
             self.session, self.vm, sr_uuid_map,
             self.vmap if vmap is None else vmap, relaxed, required)
 
-    def test_ok_returns_local_refs(self):
+    def test_ok_returns_local_refs_and_vdis(self):
         dest = {legacy(VOL_A): "OpaqueRef:d1", uuid5(VOL_B): "OpaqueRef:d2"}
-        local = self._check(dest)
-        self.assertEqual({legacy(VOL_A), uuid5(VOL_B)}, set(local))
-        for sr_uuid, ref in local.items():
+        checked = self._check(dest)
+        self.assertEqual({legacy(VOL_A), uuid5(VOL_B)}, set(checked.srs))
+        for sr_uuid, ref in checked.srs.items():
             self.assertEqual(sr_uuid, self.session.srs[ref]["uuid"])
+            # The VDIs Nova's get_instance_vdis_for_sr would yield.
+            expected = {vdi for vdi, sr in self.session.vdis.items()
+                        if sr == ref}
+            self.assertEqual(
+                {vdi: dest[sr_uuid] for vdi in expected},
+                checked.vdi_map(self.vm, ref, dest[sr_uuid]))
+        self.assertIsNone(checked.vdi_map("OpaqueRef:other-vm", ref, "d"))
+        default_sr = self.session._SR_get_by_uuid("local-default-sr")
+        self.assertIsNone(checked.vdi_map(self.vm, default_sr, "d"))
         self.assertNotIn("VM.migrate_send", self.session.methods())
         self.assertNotIn("VM.assert_can_migrate", self.session.methods())
 
@@ -367,8 +376,9 @@ class TestCheckSrUuidMap(base.TestCase):
         vm = session.add_vm()
         session.add_sr("local-default-sr")
         session.add_vbd(vm, "local-default-sr", "0", osvol=False)
-        self.assertEqual({}, live_migration.check_sr_uuid_map(
-            session, vm, {}, {}, False, True))
+        checked = live_migration.check_sr_uuid_map(session, vm, {}, {},
+                                                   False, True)
+        self.assertEqual(({}, {}), (checked.srs, checked.vdis))
 
     def test_other_xapi_failures_propagate(self):
         self.session.fail["SR.get_all_records_where"] = ["SESSION_INVALID",
@@ -415,9 +425,9 @@ class TestEndToEndWithFakePools(base.TestCase):
         introduce = [c for c in dest.calls if c[0] == "SR.introduce"][0]
         self.assertEqual("chap-secret", introduce[7]["chappassword"])
         # 3. source check passes: equal UUIDs on both sides
-        local = live_migration.check_sr_uuid_map(source, vm, sr_uuid_map,
-                                                 vmap, True, True)
-        self.assertEqual([legacy(VOL_A)], list(local))
+        checked = live_migration.check_sr_uuid_map(source, vm, sr_uuid_map,
+                                                   vmap, True, True)
+        self.assertEqual([legacy(VOL_A)], list(checked.srs))
         # rollback at the destination
         self.assertEqual([legacy(VOL_A)], live_migration.forget_introduced_srs(
             dest, vmap, preexisting))
@@ -425,7 +435,7 @@ class TestEndToEndWithFakePools(base.TestCase):
 
 
 class TestPreCheckCost(base.TestCase):
-    """The pre-check costs three XAPI calls per migration, not per volume."""
+    """The pre-check costs two XAPI calls per migration, not per volume."""
 
     def test_constant_calls_for_many_volumes(self):
         costs = []
@@ -441,4 +451,4 @@ class TestPreCheckCost(base.TestCase):
             dest = {u: "OpaqueRef:dest-%s" % u for u in vmap.values()}
             live_migration.check_sr_uuid_map(session, vm, dest, vmap, True)
             costs.append(session.xapi_calls())
-        self.assertEqual([3, 3, 3], costs)
+        self.assertEqual([2, 2, 2], costs)

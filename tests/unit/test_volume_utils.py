@@ -118,14 +118,8 @@ class FakeSession(object):
     def _SR_get_all_records_where(self, expression):
         field, values = self._where(expression)
         assert field == "uuid", expression
-        return {ref: rec for ref, rec in self.srs.items()
-                if rec["uuid"] in values}
-
-    def _VDI_get_all_records_where(self, expression):
-        field, values = self._where(expression)
-        assert field == "SR", expression
-        return {ref: {"SR": sr} for ref, sr in self.vdis.items()
-                if sr in values}
+        return {ref: dict(rec, VDIs=self._SR_get_VDIs(ref))
+                for ref, rec in self.srs.items() if rec["uuid"] in values}
 
     def _sr(self, sr_ref):
         if sr_ref not in self.srs:
