@@ -1,27 +1,34 @@
 #!/usr/bin/env python3
 """XAPI calls and wall time of one volume-backed live migration.
 
-Two simulated pools over one SAN, driven through the PyPI ``XenAPI`` client
-by the harness of ``tests/functional/test_live_migration_sim.py`` (the XAPI
-calls Nova 21's XenAPI driver makes, in the compute manager's order).  For
-1, 8 and 32 volumes:
+Two simulated pools over one SAN, for 1, 8 and 32 volumes:
 
-* ``stock``: Nova's algorithm, every SR uuid5-named (the only case in which
+* ``stock``: Nova's own driver, every SR uuid5-named (the only case in which
   stock Nova migrates volumes at all);
-* ``extension``: the same VM with this project's source map, destination
-  injection and source check;
+* ``extension``: the same VM with this project's driver (source map,
+  destination injection, source check, vdi_map from the check);
 * ``ext-legacy``: the extension with every SR legacy-named (stock fails
   with UUID_INVALID there).
+
+With ``--nova`` (run it with the Nova virtualenv's python, see
+``tools/nova-venv.sh``) the drivers are Nova 21.2.4's real
+``nova.virt.xenapi`` driver and this project's subclass of it, loaded by
+``load_compute_driver``.  Without it, the drivers are the harness of
+``tests/functional/test_live_migration_sim.py``, which makes the XAPI calls
+Nova 21's driver makes, through the PyPI ``XenAPI`` client.
 
 Calls are counted by the simulator (``debug.get_call_count``, both pools,
 from ``check_can_live_migrate_destination`` to the end of
 ``live_migration``).  ``map lookups/vol`` are the ``SR.get_by_uuid`` calls
-of ``check_can_live_migrate_source``'s map (at most 2 per volume).
+of ``check_can_live_migrate_source``'s map (at most 2 per volume).  The
+exit status is 1 if the map or the whole migration costs more than 2 calls
+per volume over stock.
 
-    python benchmarks/bench_live_migration.py [--quick] [--repeat N]
+    python benchmarks/bench_live_migration.py [--quick] [--repeat N] [--nova]
 """
 
 import argparse
+import logging
 import os
 import statistics
 import sys
@@ -39,8 +46,18 @@ MODES = (("stock", False, "uuid5"), ("extension", True, "uuid5"),
          ("ext-legacy", True, "legacy"))
 
 
+def _counting(method, host_calls, result):
+    """``method`` wrapped to store its ``SR.get_by_uuid`` calls."""
+    def counted(*args, **kwargs):
+        before = host_calls().get("SR.get_by_uuid", 0)
+        value = method(*args, **kwargs)
+        result["lookups"] = host_calls().get("SR.get_by_uuid", 0) - before
+        return value
+    return counted
+
+
 def one_run(volumes, extension, style):
-    """Migrate one VM with ``volumes`` volumes; return the measurements."""
+    """Migrate one VM with the harness; return the measurements."""
     with tempfile.TemporaryDirectory(prefix="bench-lm-") as tmp:
         sim = simfixture.SimulatorFixture(pools=2,
                                           san_dir=os.path.join(tmp, "san"))
@@ -54,36 +71,70 @@ def one_run(volumes, extension, style):
             name = "instance-00000001"
             source.boot(name, bdms, [style] * volumes)
             migration = harness.Migration(source, dest, name, bdms)
-            lookups = {}
-            original = source.check_can_live_migrate_source
-
-            def counted_check(*args):
-                before = _by_method(source).get("SR.get_by_uuid", 0)
-                result = original(*args)
-                lookups["n"] = (_by_method(source).get("SR.get_by_uuid", 0)
-                                - before)
-                return result
-
-            source.check_can_live_migrate_source = counted_check
+            result = {"lookups": 0}
+            source.check_can_live_migrate_source = _counting(
+                source.check_can_live_migrate_source,
+                lambda: _by_method(source.x), result)
             start = time.perf_counter()
             migration.run()
-            wall = time.perf_counter() - start
-            hazards = (len(source.x.debug.get_hazards())
-                       + len(dest.x.debug.get_hazards()))
-            mirrored = len([m for m in source.x.debug.get_migrations()
-                            if m["mirrored"]])
-            total = sum(int(h.x.debug.get_call_count()["total"])
-                        for h in (source, dest))
-            return {"calls": total, "wall": wall,
-                    "phases": dict(migration.phase_calls),
-                    "lookups": lookups.get("n", 0), "hazards": hazards,
-                    "mirrored": mirrored}
+            result["wall"] = time.perf_counter() - start
+            result["phases"] = dict(migration.phase_calls)
+            result.update(_outcome([source.x, dest.x]))
+            return result
         finally:
             sim.cleanUp()
 
 
-def _by_method(host):
-    counts = host.x.debug.get_call_count()["by_method"]
+def one_run_nova(volumes, extension, style):
+    """Migrate one VM with Nova's real driver code; the measurements."""
+    from nova_tests import harness as nova_harness
+    from nova_xenapi_resign import sr_naming
+
+    with tempfile.TemporaryDirectory(prefix="bench-lm-") as tmp:
+        with nova_harness.NovaPools(os.path.join(tmp, "san")) as pools:
+            name = (nova_harness.OUR_DRIVER if extension
+                    else nova_harness.STOCK_DRIVER)
+            source, dest = pools.driver(0, name), pools.driver(1, name)
+            instance = pools.instance()
+            bdms, attached = [], []
+            for i in range(volumes):
+                vol = harness.volume_id(i)
+                bdms.append(pools.volume(vol, str(i + 1), size=harness.MiB))
+                host, port = harness.PORTAL.split(":")
+                sr_uuid = (sr_naming.legacy_sr_uuid(vol) if style == "legacy"
+                           else sr_naming.uuid5_sr_uuid(host, port,
+                                                        harness.iqn(vol)))
+                attached.append((bdms[-1], sr_uuid))
+            pools.boot(instance, attached)
+            for x in pools.x:
+                x.debug.reset()
+            result = {"lookups": 0}
+            source.check_can_live_migrate_source = _counting(
+                source.check_can_live_migrate_source,
+                lambda: _by_method(pools.x[0]), result)
+            start = time.perf_counter()
+            _, error = pools.migrate(source, dest, instance, bdms,
+                                     reset_counters=False)
+            result["wall"] = time.perf_counter() - start
+            if error is not None or pools.calls != ["post"]:
+                raise RuntimeError("migration failed: %r" % (error,))
+            result["phases"] = dict(pools.phase_calls)
+            result.update(_outcome(pools.x))
+            return result
+
+
+def _outcome(sessions):
+    """Total calls, hazards and mirrors over both pools."""
+    return {
+        "calls": sum(int(x.debug.get_call_count()["total"])
+                     for x in sessions),
+        "hazards": sum(len(x.debug.get_hazards()) for x in sessions),
+        "mirrored": sum(len([m for m in x.debug.get_migrations()
+                             if m["mirrored"]]) for x in sessions)}
+
+
+def _by_method(xenapi):
+    counts = xenapi.debug.get_call_count()["by_method"]
     return {k: int(v) for k, v in counts.items()}
 
 
@@ -91,26 +142,34 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true",
                         help="1 and 8 volumes, one run each")
+    parser.add_argument("--nova", action="store_true",
+                        help="drive Nova 21.2.4's own driver code (needs "
+                        "Nova: the tools/nova-venv.sh virtualenv)")
     parser.add_argument("--repeat", type=int, default=None,
                         help="runs per cell (median wall time; default 3, "
                         "1 with --quick)")
     args = parser.parse_args(argv)
     sizes = (1, 8) if args.quick else (1, 8, 32)
     repeat = args.repeat or (1 if args.quick else 3)
+    run = one_run_nova if args.nova else one_run
+    if args.nova:
+        # Nova logs its warnings (plugins the simulator lacks) to stderr.
+        logging.basicConfig(level=logging.ERROR)
+    print("drivers: %s" % ("Nova 21.2.4's nova.virt.xenapi (real code)"
+                           if args.nova else "the functional harness"))
 
     header = ("%7s  %-10s  %6s  %9s  %9s  %16s  %8s  %7s"
               % ("volumes", "mode", "calls", "calls/vol", "extra/vol",
                  "map lookups/vol", "wall ms", "hazards"))
     print(header)
     print("-" * len(header))
-    worst_extra = 0.0
+    worst_extra = None
     worst_lookups = 0.0
     phases_32 = {}
     for volumes in sizes:
         stock_calls = None
         for mode, extension, style in MODES:
-            runs = [one_run(volumes, extension, style)
-                    for _ in range(repeat)]
+            runs = [run(volumes, extension, style) for _ in range(repeat)]
             calls = runs[0]["calls"]
             wall = statistics.median(r["wall"] for r in runs) * 1000
             hazards = sum(r["hazards"] + r["mirrored"] for r in runs)
@@ -122,7 +181,8 @@ def main(argv=None):
                 extra_value = (calls - stock_calls) / volumes
                 extra = "%+.2f" % extra_value
                 if style == "uuid5":
-                    worst_extra = max(worst_extra, extra_value)
+                    worst_extra = extra_value if worst_extra is None else max(
+                        worst_extra, extra_value)
                 worst_lookups = max(worst_lookups, lookups)
             phases_32[(volumes, mode)] = runs[0]["phases"]
             print("%7d  %-10s  %6d  %9.1f  %9s  %16s  %8.1f  %7d"
@@ -144,7 +204,7 @@ def main(argv=None):
           "SR.get_by_uuid per volume (bound: 2)." % worst_lookups)
     print("Whole migration, extension vs stock (uuid5 SRs): %+.2f XAPI "
           "calls per volume." % worst_extra)
-    return 0 if worst_lookups <= 2 else 1
+    return 0 if worst_lookups <= 2 and worst_extra <= 2 else 1
 
 
 if __name__ == "__main__":
