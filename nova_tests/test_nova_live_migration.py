@@ -19,8 +19,11 @@ from nova_tests.harness import OUR_DRIVER
 from nova_tests.harness import STOCK_DRIVER
 from nova_xenapi_resign import exception
 from nova_xenapi_resign.objects import migrate_data as md
+from nova_xenapi_resign.simulator import san as sanmod
 from tests import base
+from tests.functional.test_live_migration_sim import iqn
 from tests.functional.test_live_migration_sim import legacy
+from tests.functional.test_live_migration_sim import PORTAL
 from tests.functional.test_live_migration_sim import uuid5
 
 VOL_A = "11111111-2222-4333-8444-555555555555"
@@ -206,6 +209,53 @@ class TestExtensionDriver(LiveMigrationTestCase):
 
     def test_old_destination_is_refused(self):
         self._refused(self.driver(1, STOCK_DRIVER), "1.4")
+
+    def hide_from_destination(self, volume_id):
+        """The destination pool's SAN view lacks this volume's target."""
+        view = sanmod.San(os.path.join(self.tmpdir, "dest-view"))
+        for vol in (VOL_A, VOL_B, VOL_C, VOL_D):
+            if vol == volume_id:
+                continue
+            target = self.pools.sim.san.target_dir(PORTAL, iqn(vol))
+            if os.path.isdir(target):
+                visible = view.target_dir(PORTAL, iqn(vol))
+                os.makedirs(os.path.dirname(visible), exist_ok=True)
+                os.symlink(target, visible)
+        self.pools.sim.pools[1].san = view
+
+    def test_failed_connect_keeps_preexisting_destination_sr(self):
+        instance = self.instance()
+        bdm_a = self.volume(VOL_A, "/dev/xvdb")
+        bdm_b = self.volume(VOL_B, "/dev/xvdc")
+        vm_uuid = self.boot(instance, [(bdm_a, legacy(VOL_A)),
+                                       (bdm_b, legacy(VOL_B))])
+        # On the destination another instance already has VOL_A (multiattach)
+        # on its legacy SR; VOL_B's target is not visible there.
+        x1 = self.x[1]
+        sr = self.introduce(x1, legacy(VOL_A), bdm_a)
+        other = x1.VM.create({"name_label": "other"})
+        x1.VBD.create({"VM": other, "VDI": x1.SR.get_VDIs(sr)[0],
+                       "userdevice": "1", "bootable": False, "mode": "RW",
+                       "type": "Disk", "unpluggable": True, "empty": False,
+                       "other_config": {"osvol": "True"},
+                       "qos_algorithm_type": "", "qos_algorithm_params": {}})
+        self.hide_from_destination(VOL_B)
+
+        self.assertRaises(xenapi_session.XenAPI.Failure, self.migrate,
+                          self.source, self.dest, instance, [bdm_a, bdm_b])
+        # Nova's own cleanup would have forgotten the other instance's SR.
+        self.assertTrue(self.sr_exists(1, legacy(VOL_A)))
+        self.assertEqual(1, len(x1.VM.get_VBDs(other)))
+        self.assertFalse(self.sr_exists(1, legacy(VOL_B)))
+        # The compute manager's rollback at the destination keeps it too.
+        self.dest.rollback_live_migration_at_destination(
+            self.ctx, instance, [], {"block_device_mapping": [bdm_a, bdm_b]},
+            True, None)
+        self.assertTrue(self.sr_exists(1, legacy(VOL_A)))
+        self.assertEqual([0], self.vm_pool(vm_uuid))
+        self.assertTrue(self.sr_exists(0, legacy(VOL_A)))
+        self.assertTrue(self.sr_exists(0, legacy(VOL_B)))
+        self.assert_no_hazard()
 
     def test_attach_auto_reuses_legacy_sr(self):
         instance = self.instance()

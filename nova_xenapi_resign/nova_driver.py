@@ -19,6 +19,9 @@ What it changes (DESIGN.md section 3), and nothing else:
     lets Nova connect the volumes with it: every SR is introduced under the
     source's UUID, so ``sr_uuid_map`` has the source's keys.  Which SRs were
     introduced (rather than found) is recorded as they are connected.
+    If one volume fails to connect, only the SRs introduced for the
+    migration are forgotten (Nova's ``connect_block_device_volumes`` would
+    forget every SR it had connected, pre-existing ones included).
 ``live_migration`` (source)
     For a block (cross-pool) migration, before Nova's code calls
     ``VM.migrate_send``: ``check_sr_uuid_map`` (with the relaxed XSM SR check
@@ -120,6 +123,8 @@ class ResignDriverMixin(object):
         if vmops is not None:
             self._resign_nova_vdi_map = vmops._generate_vdi_map
             vmops._generate_vdi_map = self._resign_generate_vdi_map
+            vmops.connect_block_device_volumes = (
+                self._resign_connect_block_device_volumes)
 
     # --- options ----------------------------------------------------------
 
@@ -268,6 +273,36 @@ class ResignDriverMixin(object):
                   sorted(_field(result, "sr_uuid_map", {}) or {}),
                   sorted(introduced))
         return result
+
+    def _resign_connect_block_device_volumes(self, block_device_info: Any
+                                             ) -> dict[str, str]:
+        """Nova's ``VMOps.connect_block_device_volumes``, safe on failure.
+
+        Connects every volume (``{SR uuid: SR ref}``, as Nova returns it).
+        When one fails, Nova's version forgets every SR connected so far,
+        including SRs that were here before (another instance's multiattach
+        volume, a leftover of an earlier attempt); this one forgets only the
+        SRs introduced during this ``pre_live_migration``.
+        """
+        sr_uuid_map = {}
+        try:
+            for bdm in live_migration.block_device_mappings(
+                    block_device_info):
+                sr_uuid, _ = self._vmops._volumeops.connect_volume(
+                    bdm["connection_info"])
+                sr_uuid_map[sr_uuid] = self._session.call_xenapi(
+                    "SR.get_by_uuid", sr_uuid)
+        except Exception:
+            with self._excutils.save_and_reraise_exception():
+                introduced = getattr(self._resign_local, "introduced", None)
+                forgotten = live_migration.forget_introduced_srs(
+                    self._session, {u: u for u in introduced or ()}, ())
+                LOG.warning("Connecting the volumes failed; forgot the SRs "
+                            "introduced for the migration (%s), kept %s",
+                            ", ".join(forgotten) or "none",
+                            ", ".join(sorted(set(sr_uuid_map)
+                                             - set(forgotten))) or "none")
+        return sr_uuid_map
 
     def rollback_live_migration_at_destination(self, context: Any,
                                                instance: Any,

@@ -60,7 +60,9 @@ _UNKNOWN = "unknown"
 
 # --- Helpers ----------------------------------------------------------------
 
-def _mappings(block_device_info: Mapping[str, Any] | None) -> list[Any]:
+def block_device_mappings(block_device_info: Mapping[str, Any] | None
+                          ) -> list[Any]:
+    """``block_device_info['block_device_mapping']``, or [] without one."""
     if not block_device_info:
         return []
     return list(block_device_info.get("block_device_mapping") or [])
@@ -125,7 +127,7 @@ def build_volume_sr_uuid_map(session: Any,
     migration with :class:`LiveMigrationPreCheckError`.
     """
     result: dict[str, str] = {}
-    for bdm in _mappings(block_device_info):
+    for bdm in block_device_mappings(block_device_info):
         volume_id = volume_id_of(bdm)
         data = _connection_data(bdm)
         if volume_id is not None and not data.get("volume_id"):
@@ -188,7 +190,7 @@ def inject_source_sr_uuids(block_device_info: Mapping[str, Any] | None,
     if not block_device_info or not volume_sr_uuid_map:
         return block_device_info
     new_mappings = []
-    for bdm in _mappings(block_device_info):
+    for bdm in block_device_mappings(block_device_info):
         volume_id = volume_id_of(bdm)
         if volume_id is None or volume_id not in volume_sr_uuid_map:
             new_mappings.append(bdm)

@@ -244,8 +244,14 @@ class Host(object):
                     introduced.add(sr_uuid)
                 sr_uuid_map[sr_uuid] = self.call("SR.get_by_uuid", sr_uuid)
         except Exception:
-            for sr_ref in sr_uuid_map.values():
-                volume_utils.forget_sr(self.session, sr_ref)
+            if self.extension:
+                # nova_driver: only what this migration introduced.
+                live_migration.forget_introduced_srs(
+                    self.session, {u: u for u in introduced}, ())
+            else:
+                # Nova: every SR connected so far, pre-existing ones too.
+                for sr_ref in sr_uuid_map.values():
+                    volume_utils.forget_sr(self.session, sr_ref)
             raise
         data.sr_uuid_map = sr_uuid_map
         data.vif_uuid_map = {}
