@@ -18,6 +18,7 @@ from __future__ import annotations
 import collections
 import copy
 import datetime
+import functools
 import io
 import logging
 import os
@@ -144,6 +145,8 @@ class Pool(object):
         self.methods = {}
         self.hazards = []
         self.migrations = []
+        #: os-xenapi's xenstore.py plugin: {(dom_id, path): value}.
+        self.xenstore = {}
         self.call_total = 0
         self.calls_by_method = collections.Counter()
         self.calls_by_session = collections.Counter()
@@ -465,6 +468,10 @@ def _call_plugin(pool, session, host, plugin, fn, args):
         "dom0_plugin_version": {
             "get_version": lambda: pool.settings["plugin_version"]},
         "config_file": {"get_val": lambda key: _config_get(pool, key)},
+        "xenstore": {
+            "read_record": functools.partial(_xenstore_read, pool),
+            "write_record": functools.partial(_xenstore_write, pool),
+            "delete_record": functools.partial(_xenstore_delete, pool)},
     }
     if name not in plugins:
         raise errors.xenapi_missing_plugin(plugin)
@@ -488,6 +495,30 @@ def _config_get(pool, key):
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
+
+
+def _xenstore_read(pool, dom_id, path, ignore_missing_path="True"):
+    """The plugin's read_record: a missing path is "None" when ignored."""
+    with pool.lock:
+        value = pool.xenstore.get((str(dom_id), path))
+    if value is not None:
+        return value
+    if ignore_missing_path == "True":
+        return "None"
+    raise errors.xenapi_plugin_failure(
+        "XenstoreError", "", "xenstore-read %s: no such path" % path)
+
+
+def _xenstore_write(pool, dom_id, path, value):
+    with pool.lock:
+        pool.xenstore[(str(dom_id), path)] = str(value)
+    return ""
+
+
+def _xenstore_delete(pool, dom_id, path):
+    with pool.lock:
+        pool.xenstore.pop((str(dom_id), path), None)
+    return ""
 
 
 def _task_create(pool, session, label, description):

@@ -465,6 +465,26 @@ class PluginTest(SimulatorTestCase):
         self.assertEqual("", self.x.host.call_plugin(
             host, "config_file", "get_val", args))
 
+    def test_xenstore_records(self):
+        # os-xenapi's host_xenstore, as Nova's live_migrate reads PV info.
+        host = self.x.host.get_all()[0]
+        path = {"dom_id": "3", "path": "attr/PVAddons/MajorVersion"}
+        read = dict(path, ignore_missing_path="True")
+        self.assertEqual("None", self.x.host.call_plugin(
+            host, "xenstore.py", "read_record", read))
+        self.assertFailure(
+            ["XENAPI_PLUGIN_FAILURE", "XenstoreError", "",
+             "xenstore-read attr/PVAddons/MajorVersion: no such path"],
+            self.x.host.call_plugin, host, "xenstore.py", "read_record",
+            dict(path, ignore_missing_path="False"))
+        self.x.host.call_plugin(host, "xenstore.py", "write_record",
+                                dict(path, value="6"))
+        self.assertEqual("6", self.x.host.call_plugin(
+            host, "xenstore.py", "read_record", read))
+        self.x.host.call_plugin(host, "xenstore.py", "delete_record", path)
+        self.assertEqual("None", self.x.host.call_plugin(
+            host, "xenstore.py", "read_record", read))
+
     def test_missing_plugin(self):
         host = self.x.host.get_all()[0]
         self.assertFailure(["XENAPI_MISSING_PLUGIN", "nope.py"],
