@@ -316,6 +316,11 @@ def _sr_uuid_of_vdi(session: Any, vdi_ref: str) -> str:
                                session.call_xenapi("VDI.get_SR", vdi_ref))
 
 
+def _dest_uuids(sr_uuid_map: Mapping[str, str]) -> str:
+    """The destination's SR UUIDs, for an error message."""
+    return ", ".join(sorted(sr_uuid_map)) or "none"
+
+
 def _refuse_strict_check(sr_uuid_map: Mapping[str, str],
                          volume_sr_uuid_map: Mapping[str, str]) -> None:
     """Refuse: the source pool's XSM SR check is strict."""
@@ -323,7 +328,7 @@ def _refuse_strict_check(sr_uuid_map: Mapping[str, str],
         volume_id=", ".join(sorted(volume_sr_uuid_map)) or _UNKNOWN,
         source_sr_uuid=", ".join(sorted(set(
             volume_sr_uuid_map.values()))) or _UNKNOWN,
-        dest_sr_uuid=", ".join(sorted(sr_uuid_map)) or "none",
+        dest_sr_uuid=_dest_uuids(sr_uuid_map),
         reason="XAPI's relax-xsm-sr-check is off on the source pool, so "
         "XAPI would mirror every volume even between equal SR UUIDs",
         action=ACTION_RELAX)
@@ -389,7 +394,7 @@ def check_sr_uuid_map(session: Any, vm_ref: str,
         if source_uuid not in sr_uuid_map:
             raise exception.LiveMigrationPreCheckError(
                 volume_id=volume_id, source_sr_uuid=source_uuid,
-                dest_sr_uuid=", ".join(sorted(sr_uuid_map)) or "none",
+                dest_sr_uuid=_dest_uuids(sr_uuid_map),
                 reason="the destination reported no SR under the UUID the "
                 "source uses for this volume",
                 action=ACTION_UPGRADE_DESTINATION)
@@ -409,7 +414,7 @@ def check_sr_uuid_map(session: Any, vm_ref: str,
                     _volumes_on(volume_sr_uuid_map, source_uuid),
                     vbd.get("userdevice", "?"), vbd["VDI"]),
                 source_sr_uuid=source_uuid,
-                dest_sr_uuid=", ".join(sorted(sr_uuid_map)) or "none",
+                dest_sr_uuid=_dest_uuids(sr_uuid_map),
                 reason="the VM has a volume on a source SR the destination "
                 "did not connect under the same UUID",
                 action=ACTION_UPGRADE_DESTINATION)
