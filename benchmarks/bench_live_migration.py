@@ -88,7 +88,6 @@ def one_run(volumes, extension, style):
 def one_run_nova(volumes, extension, style):
     """Migrate one VM with Nova's real driver code; the measurements."""
     from nova_tests import harness as nova_harness
-    from nova_xenapi_resign import sr_naming
 
     with tempfile.TemporaryDirectory(prefix="bench-lm-") as tmp:
         with nova_harness.NovaPools(os.path.join(tmp, "san")) as pools:
@@ -96,15 +95,12 @@ def one_run_nova(volumes, extension, style):
                     else nova_harness.STOCK_DRIVER)
             source, dest = pools.driver(0, name), pools.driver(1, name)
             instance = pools.instance()
+            name_of = harness.legacy if style == "legacy" else harness.uuid5
             bdms, attached = [], []
             for i in range(volumes):
                 vol = harness.volume_id(i)
                 bdms.append(pools.volume(vol, str(i + 1), size=harness.MiB))
-                host, port = harness.PORTAL.split(":")
-                sr_uuid = (sr_naming.legacy_sr_uuid(vol) if style == "legacy"
-                           else sr_naming.uuid5_sr_uuid(host, port,
-                                                        harness.iqn(vol)))
-                attached.append((bdms[-1], sr_uuid))
+                attached.append((bdms[-1], name_of(vol)))
             pools.boot(instance, attached)
             for x in pools.x:
                 x.debug.reset()

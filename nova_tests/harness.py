@@ -155,15 +155,19 @@ class NovaPools(fixtures.Fixture):
         vm = x.VM.create({"name_label": instance.name,
                           "other_config": {"nova_uuid": instance.uuid}})
         for number, (bdm, sr_uuid) in enumerate(volumes, 1):
-            sr = self.introduce(x, sr_uuid, bdm)
-            x.VBD.create({"VM": vm, "VDI": x.SR.get_VDIs(sr)[0],
-                          "userdevice": str(number), "bootable": False,
-                          "mode": "RW", "type": "Disk", "unpluggable": True,
-                          "empty": False, "other_config": {"osvol": "True"},
-                          "qos_algorithm_type": "",
-                          "qos_algorithm_params": {}})
+            self.attach(x, vm, self.introduce(x, sr_uuid, bdm), number)
         x.VM.start(vm, False, False)
         return x.VM.get_uuid(vm)
+
+    @staticmethod
+    def attach(x, vm, sr, number=1):
+        """A volume VBD (``osvol``, as Nova makes it) of the SR's VDI."""
+        return x.VBD.create({
+            "VM": vm, "VDI": x.SR.get_VDIs(sr)[0], "userdevice": str(number),
+            "bootable": False, "mode": "RW", "type": "Disk",
+            "unpluggable": True, "empty": False,
+            "other_config": {"osvol": "True"}, "qos_algorithm_type": "",
+            "qos_algorithm_params": {}})
 
     @staticmethod
     def instance(number=1):

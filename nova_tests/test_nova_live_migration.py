@@ -234,11 +234,7 @@ class TestExtensionDriver(LiveMigrationTestCase):
         x1 = self.x[1]
         sr = self.introduce(x1, legacy(VOL_A), bdm_a)
         other = x1.VM.create({"name_label": "other"})
-        x1.VBD.create({"VM": other, "VDI": x1.SR.get_VDIs(sr)[0],
-                       "userdevice": "1", "bootable": False, "mode": "RW",
-                       "type": "Disk", "unpluggable": True, "empty": False,
-                       "other_config": {"osvol": "True"},
-                       "qos_algorithm_type": "", "qos_algorithm_params": {}})
+        self.pools.attach(x1, other, sr)
         self.hide_from_destination(VOL_B)
 
         self.assertRaises(xenapi_session.XenAPI.Failure, self.migrate,
