@@ -123,17 +123,23 @@ class Demo(object):
             create.VdiSpec(raw, "raw", 4 * MiB, name_label="config-drive"))
         with device.open_device(path, writable=True) as dev:
             create.format_sr(dev, sr_uuid, vdis, name_label="customer-sr")
-        self.ctx.update(original=path, sr_uuid=sr_uuid,
-                        original_sha256=_sha256(path))
+        self.ctx.update(original=path, sr_uuid=sr_uuid)
         return True, "LVHD SR %s with a snapshot tree and a raw VDI" % (
             sr_uuid), {"sr_uuid": sr_uuid, "vdis": [v.uuid for v in vdis]}
 
     def _attach_lvhd(self, iqn: str, name: str):
-        """sr-probe, sr-introduce, pbd-create, pbd-plug, sr-scan."""
+        """XenServer's two-step lvmoiscsi attach, then introduce and plug.
+
+        sr-probe without SCSIid (SR_BACKEND_FAILURE_107 lists the LUNs),
+        sr-probe with the SCSIid of LUN 0 (the SR on it), sr-introduce,
+        pbd-create, pbd-plug, sr-scan.
+        """
         import xml.dom.minidom
+        from nova_xenapi_resign.xenapi import volume_utils
         x = self.a.xenapi
-        config = {"target": PORTAL.split(":")[0], "port": "3260",
-                  "targetIQN": iqn, "LUNid": "0"}
+        config = volume_utils.lvmoiscsi_device_config(
+            self.a, {"target": PORTAL.split(":")[0], "port": "3260",
+                     "targetIQN": iqn}, 0)
         probe = x.SR.probe(self.a.host_ref, config, "lvmoiscsi", {})
         uuids = [n.firstChild.data.strip() for n in xml.dom.minidom
                  .parseString(probe).getElementsByTagName("UUID")]
@@ -144,16 +150,21 @@ class Demo(object):
         x.SR.scan(sr)
         vdis = {x.VDI.get_uuid(v): x.VDI.get_record(v)
                 for v in x.SR.get_VDIs(sr)}
-        return uuids[0], sr, vdis
+        return uuids[0], sr, vdis, config["SCSIid"]
 
     def step_attach_original(self):
-        sr_uuid, sr, vdis = self._attach_lvhd(IQN_SR, "customer-sr")
+        sr_uuid, sr, vdis, scsi_id = self._attach_lvhd(IQN_SR, "customer-sr")
         self.ctx["original_vdis"] = vdis
-        summary = "attached in pool-a with %d VDIs" % len(vdis)
+        summary = "attached in pool-a with %d VDIs (probe -> " \
+            "SR_BACKEND_FAILURE_107 LUN list -> SCSIid %s -> plug)" % (
+                len(vdis), scsi_id)
         return sr_uuid == self.ctx["sr_uuid"], summary, {
-            "sr_uuid": sr_uuid, "vdis": sorted(vdis)}
+            "sr_uuid": sr_uuid, "scsi_id": scsi_id, "vdis": sorted(vdis)}
 
     def step_san_clone(self):
+        # Fingerprint the original now: attaching an LVHD SR may rewrite
+        # its metadata, as real SM does; from here on nothing may write it.
+        self.ctx["original_sha256"] = _sha256(self.ctx["original"])
         clone = self.sim.san.clone_lun(self.ctx["original"], PORTAL,
                                        IQN_CLONE, 0)
         self.ctx["clone"] = clone
@@ -189,7 +200,8 @@ class Demo(object):
             "seconds": round(result.seconds, 4)}
 
     def step_attach_clone(self):
-        sr_uuid, sr, vdis = self._attach_lvhd(IQN_CLONE, "customer-sr clone")
+        sr_uuid, sr, vdis, scsi_id = self._attach_lvhd(IQN_CLONE,
+                                                       "customer-sr clone")
         original = self.ctx["original_vdis"]
         labels = sorted(r["name_label"] for r in vdis.values())
         same_labels = labels == sorted(r["name_label"]
@@ -203,9 +215,9 @@ class Demo(object):
             'field "type"="lvmoiscsi"'))
         ok = (sr_uuid == self.ctx["target"] and same_labels and disjoint
               and same_tree and srs == 2)
-        return ok, "clone attached beside the original: new VDI uuids, " \
-            "same labels and parent tree", {"sr_uuid": sr_uuid,
-                                            "labels": labels}
+        return ok, "clone attached beside the original (SCSIid %s): new " \
+            "VDI uuids, same labels and parent tree" % scsi_id, {
+                "sr_uuid": sr_uuid, "scsi_id": scsi_id, "labels": labels}
 
     # --- live migration of a legacy-named volume --------------------------
 

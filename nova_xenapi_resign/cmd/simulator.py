@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import os
+
+#: Environment variable holding the login password (keeps it out of ps).
+PASSWORD_ENV = "XENAPI_RESIGN_SIM_PASSWORD"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -15,10 +19,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="SAN directory (created if missing)")
     parser.add_argument("--pools", type=int, default=2,
                         help="number of pools (default: 2)")
+    parser.add_argument("--password", metavar="PASSWORD",
+                        default=os.environ.get(PASSWORD_ENV),
+                        help="require this password for user root at "
+                             "login, as a real host does (default: $%s; "
+                             "unset: any password is accepted)"
+                             % PASSWORD_ENV)
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from nova_xenapi_resign.simulator import server
-    server.run(args.san, args.pools)
+    credentials = None
+    if args.password is not None:
+        credentials = ("root", args.password)
+    server.run(args.san, args.pools, credentials=credentials)
     return 0

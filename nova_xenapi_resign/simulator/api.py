@@ -90,8 +90,32 @@ class Method(object):
         self.counted = counted
 
 
+#: Enum fields and their canonical spellings.  XAPI reads enum values
+#: case-insensitively and stores the datamodel's spelling
+#: (xapi-project/xen-api ocaml/idl/datamodel.ml; the generated
+#: ``enum_of_string`` lowercases before matching).
+ENUMS = {
+    ("VBD", "mode"): ("RO", "RW"),
+    ("VBD", "type"): ("CD", "Disk", "Floppy"),
+    ("VDI", "type"): ("system", "user", "ephemeral", "suspend", "crashdump",
+                      "ha_statefile", "metadata", "redo_log", "rrd",
+                      "pvs_cache", "cbt_metadata"),
+}
+
+
+def _canonical_enum(cls, field, value):
+    if not isinstance(value, str):
+        raise errors.field_type_error(field)
+    for name in ENUMS[(cls, field)]:
+        if name.lower() == value.lower():
+            return name
+    raise errors.field_type_error(field)
+
+
 def coerce(cls, field, value):
     """Convert a wire value to the stored type of ``cls.field``."""
+    if (cls, field) in ENUMS:
+        return _canonical_enum(cls, field, value)
     default = dbmod.DEFAULTS[cls][field]
     try:
         if isinstance(default, bool):

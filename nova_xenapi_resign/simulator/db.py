@@ -208,6 +208,17 @@ class Database(object):
     def uuid_in_use(self, cls, uuid):
         return bool(self.find(cls, uuid=uuid))
 
+    def uuid_taken(self, uuid):
+        """Whether any record of any class has this uuid.
+
+        XAPI's database keeps one uuid -> ref index over every table
+        (xapi-project/xen-api ocaml/database/db_cache_types.ml, the
+        ``KeyMap`` of ``Database``), so an SR cannot take a VDI's or a VM's
+        uuid either.
+        """
+        return any(rec.get("uuid") == uuid for table in self.tables.values()
+                   for rec in table.values())
+
     def where(self, cls, expression):
         query = parse_query(expression)
         out = {}

@@ -67,12 +67,35 @@ def uniqueness_violation(table, field, value):
                           '"%s")' % (table, field, value))
 
 
+def scan_uniqueness_failure(table, uuid):
+    """A scan that met a uuid already in the pool.
+
+    SM's ``VDI.db_introduce`` gets XAPI's uniqueness error back and the
+    scan fails with it as the opterr (xapi-project/sm drivers/SRCommand.py,
+    drivers/VDI.py ``_db_introduce``).
+    """
+    inner = uniqueness_violation(table, "uuid", uuid).details
+    return sr_backend_failure(40, str(inner))
+
+
 def sr_uuid_exists(uuid):
     return XapiError("SR_UUID_EXISTS", uuid)
 
 
 def sr_has_pbd(sr):
     return XapiError("SR_HAS_PBD", sr)
+
+
+def sr_no_pbds(sr):
+    return XapiError("SR_NO_PBDS", sr)
+
+
+def sr_not_empty():
+    return XapiError("SR_NOT_EMPTY")
+
+
+def sr_does_not_support_migration(sr):
+    return XapiError("SR_DOES_NOT_SUPPORT_MIGRATION", sr)
 
 
 def sr_not_attached(sr):
@@ -101,6 +124,11 @@ def device_already_detached(ref):
 
 def vdi_in_use(vdi, operation):
     return XapiError("VDI_IN_USE", vdi, operation)
+
+
+def vdis_in_use(vdis):
+    """PBD.unplug's form: the refs of every VDI still in use."""
+    return XapiError("VDI_IN_USE", *vdis)
 
 
 def vdi_not_in_map(vdi):
@@ -133,13 +161,19 @@ def xenapi_plugin_failure(status, stdout, stderr):
 # [status, stdout, stderr]; the human text goes in the second one and some
 # probes return XML in the third.
 
+# Texts and numbers: xapi-project/sm drivers/XE_SR_ERRORCODES.xml.
 SM_TEXT = {
     40: "The SR scan failed",
     46: "The VDI is not available",
     47: "The SR is not available",
     68: "ISCSI login failed, verify CHAP credentials",
+    83: "ISCSI discovery failed",
+    95: "The request is missing the target parameter",
     96: "The request is missing or has an incorrect target IQN parameter",
     107: "The SCSIid parameter is missing or incorrect",
+    141: "Unable to connect to ISCSI service on target",
+    142: "Incorrect value for iSCSI port, must be a number between 1 and "
+         "65535",
     202: "General backend error",
 }
 

@@ -10,6 +10,9 @@ Usage::
     sim.pools[0].settings["relax-xsm-sr-check"] = False
     sim.pools[0].hazards              # list of hazard dicts
 
+``credentials=("root", "secret")`` makes every pool refuse any other login
+with SESSION_AUTHENTICATION_FAILED; :meth:`session` logs in with them.
+
 Everything is torn down (servers stopped, sessions logged out, SAN
 directory removed when the fixture created it) on cleanup.
 """
@@ -60,14 +63,20 @@ class SimulatorFixture(fixtures.Fixture):
     def urls(self):
         return self.simulation.urls
 
-    def session(self, index=0, builtin_types=False, user="root",
-                password="password"):
+    def session(self, index=0, builtin_types=False, user=None,
+                password=None):
         """A logged-in PyPI ``XenAPI.Session`` to pool ``index``.
 
-        ``builtin_types=True`` gives the transport os-xenapi needs on
-        Python 3 (base64 replies as ``bytes``).
+        ``user``/``password`` default to the fixture's ``credentials``
+        (``("root", "password")`` without any).  ``builtin_types=True``
+        gives the transport os-xenapi needs on Python 3 (base64 replies as
+        ``bytes``).
         """
         import XenAPI
+        default_user, default_password = self.credentials or ("root",
+                                                              "password")
+        user = default_user if user is None else user
+        password = default_password if password is None else password
         transport = xmlrpc.client.Transport(use_builtin_types=builtin_types)
         session = XenAPI.Session(self.urls[index], transport=transport)
         session.xenapi.login_with_password(user, password, "2.1",

@@ -1,8 +1,13 @@
 """Cross-pool and intra-pool migration: migrate_receive, assert_can_migrate,
 migrate_send, and the storage-motion rule of XAPI's ``xapi_vm_migrate.ml``.
 
-For every VDI of the VM (empty and CD VBDs excepted) that is mapped to a
-destination SR, XAPI decides whether to move its data::
+Every VDI of the VM (empty and CD VBDs excepted) must be in ``vdi_map``
+(VDI_NOT_IN_MAP otherwise, intra-pool too).  ``VM.migrate_send`` runs the
+checks of ``VM.assert_can_migrate`` first; among them, a VDI whose
+destination SR does not *match* its source SR (relaxed: same uuid; strict:
+same SR) needs VDI_MIRROR and VDI_SNAPSHOT on both SR types, which raw
+``iscsi`` lacks: SR_DOES_NOT_SUPPORT_MIGRATION, and nothing moves.  Then
+XAPI decides whether to move each VDI's data::
 
     if relax-xsm-sr-check:
         if dest SR uuid == source SR uuid:
@@ -11,13 +16,13 @@ destination SR, XAPI decides whether to move its data::
             destination but VDI does not exist"
         else: mirror
     else:
-        mirror = (not intra-pool) or (dest SR uuid != source SR uuid)
+        mirror = (not intra-pool) or (dest SR != source SR)
 
-A mirror here picks (raw ``iscsi``: the LUN VDI of the destination SR) or
-creates (other types) the destination VDI and copies the bytes.  When the
-source and the destination are the same LUN image file the mirror would read
-and write one LUN -- corruption on a real system: the simulator records a
-*hazard* in the source pool and copies nothing.
+A mirror creates the destination VDI.  Only SR types that can mirror get
+that far (LVHD ``lvmoiscsi``, local ``ext``); when the source and the
+destination are the same LVHD LUN image file the mirror would read and
+write one LUN -- corruption on a real system: the simulator records a
+*hazard* in the source pool and writes nothing.
 
 The source pool reaches the destination pool in-process, through the
 registry of pools, keyed by the ``sim_pool`` entry of the migrate_receive
@@ -31,7 +36,6 @@ import os
 
 from nova_xenapi_resign.simulator import db as dbmod
 from nova_xenapi_resign.simulator import errors
-from nova_xenapi_resign.simulator import san as sanmod
 from nova_xenapi_resign.simulator import storage
 
 NULL_REF = dbmod.NULL_REF
@@ -63,13 +67,46 @@ def _destination(pool, dest):
     return target, dest["host"]
 
 
-def _bool(value):
-    return value in (True, "true", "True")
+def _sr_matches(pool, target, src, dest_sr):
+    """xapi_vm_migrate.ml ``is_sr_matching``: no mirror needed by rule.
+
+    Relaxed: the destination SR has the source SR's uuid.  Strict: it is
+    the very same SR (same ref, so intra-pool only).
+    """
+    if pool.relaxed():
+        with target.lock:
+            return target.db.get("SR", dest_sr, "uuid") == src["sr_uuid"]
+    return target is pool and dest_sr == src["sr"]
+
+
+def _assert_sr_support_operations(pool, target, vbds):
+    """Storage motion needs VDI_MIRROR and VDI_SNAPSHOT on both SRs.
+
+    xapi-project/xen-api ocaml/xapi/xapi_vm_migrate.ml
+    ``assert_sr_support_operations`` (CA-219436, commit 77d2ad0354, in
+    XenServer 7.1): every VDI whose destination SR does not match its
+    source SR must sit on an SR type with both capabilities and go to one;
+    raw ``iscsi`` (sm drivers/RawISCSISR.py) has neither, so such a VDI is
+    refused with SR_DOES_NOT_SUPPORT_MIGRATION [sr] before anything moves.
+    """
+    for info in vbds:
+        src = info["vdi"]
+        if src is None or _sr_matches(pool, target, src, src["dest_sr"]):
+            continue
+        if not storage.can_mirror(src["sr_type"]):
+            raise errors.sr_does_not_support_migration(src["sr"])
+        with target.lock:
+            dest_type = target.db.get("SR", src["dest_sr"], "type")
+        if not storage.can_mirror(dest_type):
+            raise errors.sr_does_not_support_migration(src["dest_sr"])
 
 
 def _plan(pool, vm, dest, live, vdi_map, vif_map):
     """Validate a migration and read what it needs.
 
+    ``live`` is not checked against the power state: a Halted VM may be
+    migrated with live=true (xapi-project/xen-api
+    ocaml/xapi/xapi_vm_lifecycle.ml allows migrate_send when Halted).
     Returns (target pool, dest host, VM record, VBD infos, VIF records),
     read under the source lock.
     """
@@ -80,9 +117,6 @@ def _plan(pool, vm, dest, live, vdi_map, vif_map):
     with pool.lock:
         db = pool.db
         vm_rec = db.record("VM", vm)
-        if _bool(live) and vm_rec["power_state"] != "Running":
-            raise errors.vm_bad_power_state(vm, "running",
-                                            vm_rec["power_state"].lower())
         for vdi in vdi_map:
             db.raw("VDI", vdi)
         for vif in vif_map:
@@ -97,7 +131,9 @@ def _plan(pool, vm, dest, live, vdi_map, vif_map):
                 vrec = db.raw("VDI", vdi)
                 sr = vrec["SR"]
                 sr_type = db.get("SR", sr, "type")
-                if vdi not in vdi_map and not intra:
+                # xapi_vm_migrate.ml ``check_vdi_map``: every VDI of the VM
+                # must be mapped, intra-pool too.
+                if vdi not in vdi_map:
                     raise errors.vdi_not_in_map(vdi)
                 info["vdi"] = {
                     "ref": vdi, "uuid": vrec["uuid"], "sr": sr,
@@ -105,8 +141,7 @@ def _plan(pool, vm, dest, live, vdi_map, vif_map):
                     "sr_type": sr_type,
                     "size": vrec["virtual_size"],
                     "sm_config": dict(vrec["sm_config"]),
-                    "do_mirror": rec["mode"] == "RW",
-                    "dest_sr": vdi_map.get(vdi),
+                    "dest_sr": vdi_map[vdi],
                     "path": storage.backend(sr_type).lun_path(pool, vdi)
                     if sr_type in storage.BACKENDS else None,
                 }
@@ -117,8 +152,9 @@ def _plan(pool, vm, dest, live, vdi_map, vif_map):
             for net in vif_map.values():
                 target.db.raw("network", net)
         for info in vbds:
-            if info["vdi"] and info["vdi"]["dest_sr"] is not None:
+            if info["vdi"]:
                 target.db.raw("SR", info["vdi"]["dest_sr"])
+    _assert_sr_support_operations(pool, target, vbds)
     return target, dest_host, vm_rec, vbds, vifs
 
 
@@ -150,31 +186,19 @@ def _attach_dest_sr(target, sr, dest_host):
 
 
 def _mirror_target(target, sr, src):
-    """Pick or create the destination VDI; return (ref, uuid, lun path)."""
+    """Create the destination VDI of a mirror; return (ref, uuid, lun path).
+
+    Only SR types that can mirror get here (LVHD and local ``ext``): the
+    mirror writes a new VDI in the destination SR.
+    """
     with target.lock:
         db = target.db
-        sr_type = db.get("SR", sr, "type")
-        be = storage.backend(sr_type)
-        if sr_type == "iscsi":
-            storage.scan_sr(target, sr)
-            candidates = [v for v in db.get("SR", sr, "VDIs")
-                          if not db.get("VDI", v, "VBDs")
-                          and db.get("VDI", v, "virtual_size") >= src["size"]]
-            lun = src["sm_config"].get("LUNid")
-            candidates.sort(key=lambda v: db.get("VDI", v, "sm_config")
-                            .get("LUNid") != lun)
-            if not candidates:
-                raise errors.sr_backend_failure(
-                    202, "no free LUN of %d bytes in SR %s"
-                    % (src["size"], db.get("SR", sr, "uuid")))
-            ref = candidates[0]
-        else:
-            ref = db.create("VDI", SR=sr, name_label="",
-                            virtual_size=src["size"],
-                            sm_config={k: v for k, v in
-                                       src["sm_config"].items()
-                                       if k == "vdi_type"})
-            db.set("VDI", ref, "location", db.get("VDI", ref, "uuid"))
+        be = storage.backend(db.get("SR", sr, "type"))
+        ref = db.create("VDI", SR=sr, name_label="",
+                        virtual_size=src["size"],
+                        sm_config={k: v for k, v in src["sm_config"].items()
+                                   if k == "vdi_type"})
+        db.set("VDI", ref, "location", db.get("VDI", ref, "uuid"))
         return ref, db.get("VDI", ref, "uuid"), be.lun_path(target, ref)
 
 
@@ -189,6 +213,8 @@ def _same_file(a, b):
 
 def migrate_send(pool, session, vm, dest, live, vdi_map, vif_map, options,
                  vgpu_map=None, vdi_format_map=None):
+    """VM.migrate_send: the assert first (message_forwarding.ml), then the
+    mirror decision of xapi_vm_migrate.ml for every mapped VDI."""
     target, dest_host, vm_rec, vbds, vifs = _plan(pool, vm, dest, live,
                                                   vdi_map, vif_map)
     intra = target is pool
@@ -197,9 +223,6 @@ def migrate_send(pool, session, vm, dest, live, vdi_map, vif_map, options,
     for info in vbds:
         src = info["vdi"]
         if src is None:
-            continue
-        if src["dest_sr"] is None:  # intra-pool, not mapped: stays put
-            new_vdi[info["vbd"]] = src["ref"]
             continue
         dest_sr = src["dest_sr"]
         _attach_dest_sr(target, dest_sr, dest_host)
@@ -216,15 +239,13 @@ def migrate_send(pool, session, vm, dest, live, vdi_map, vif_map, options,
             else:
                 mirror = True
         else:
-            mirror = (not intra) or dest_sr_uuid != src["sr_uuid"]
-            if not mirror:
-                found = _dest_vdi_on_sr(target, src["uuid"], dest_sr) \
-                    or src["ref"]
+            mirror = (not intra) or dest_sr != src["sr"]
+            found = src["ref"]
         entry = {"vm": vm_rec["uuid"], "vdi": src["uuid"],
                  "source_sr_uuid": src["sr_uuid"],
                  "dest_sr_uuid": dest_sr_uuid, "mirrored": mirror,
-                 "intra_pool": intra, "data_copied": False,
-                 "dest_vdi": src["uuid"], "hazard": False}
+                 "intra_pool": intra, "dest_vdi": src["uuid"],
+                 "hazard": False}
         if not mirror:
             new_vdi[info["vbd"]] = found
         else:
@@ -232,6 +253,8 @@ def migrate_send(pool, session, vm, dest, live, vdi_map, vif_map, options,
             new_vdi[info["vbd"]] = ref
             entry["dest_vdi"] = uuid
             if _same_file(src["path"], path):
+                # An LVHD LUN mirrored onto itself: corruption on a real
+                # host.  Recorded, and nothing is written.
                 entry["hazard"] = True
                 pool.record_hazard({
                     "vm": vm_rec["uuid"], "vdi": src["uuid"],
@@ -239,13 +262,6 @@ def migrate_send(pool, session, vm, dest, live, vdi_map, vif_map, options,
                     "dest_sr_uuid": dest_sr_uuid, "dest_vdi": uuid,
                     "lun_path": os.path.realpath(src["path"]),
                     "source_pool": pool.name, "dest_pool": target.name})
-            elif src["path"] and path and src["sr_type"] == "iscsi":
-                if os.path.getsize(path) < os.path.getsize(src["path"]):
-                    raise errors.sr_backend_failure(
-                        202, "destination LUN smaller than the source")
-                sanmod.sparse_copy(src["path"], path,
-                                   os.path.getsize(src["path"]))
-                entry["data_copied"] = True
         with pool.lock:
             pool.migrations.append(entry)
     if intra:

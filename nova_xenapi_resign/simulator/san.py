@@ -97,6 +97,11 @@ class San(object):
     def scsi_id(self, portal, iqn, lun):
         return scsi_id(portal, iqn, lun)
 
+    def portal_exists(self, portal):
+        """Whether any target was ever created behind ``portal``."""
+        return os.path.isdir(os.path.join(self.root,
+                                          _q(normalize_portal(portal))))
+
     def target_exists(self, portal, iqn):
         return os.path.isdir(self.target_dir(portal, iqn))
 

@@ -16,6 +16,7 @@ Every function here runs with the pool lock held (the dispatcher takes it).
 from __future__ import annotations
 
 import os
+import re
 from xml.dom import minidom
 
 from nova_xenapi_resign.simulator import api
@@ -66,35 +67,51 @@ class LvhdReader(object):
 
 
 class IscsiTarget(object):
-    """The (portal, IQN) of a device_config, checked against the SAN."""
+    """The (portal, IQN) of a device_config, checked against the SAN.
+
+    The checks and their order are BaseISCSISR's (xapi-project/sm
+    drivers/BaseISCSI.py ``load`` and ``attach``): no target -> 95, a port
+    that is not 1..65535 -> 142, no IQN -> 96 with the target's IQNs,
+    nothing listening at the portal -> 141, an IQN the portal does not
+    offer (discovery finds nothing) -> 83, CHAP refused -> 68.
+    """
 
     def __init__(self, pool, device_config, login=True):
         dc = device_config or {}
         self.san = pool.san
         if not dc.get("target"):
-            raise errors.sr_backend_failure(
-                202, "device-config is missing the target parameter")
+            raise errors.sr_backend_failure(95)
+        port = dc.get("port") or sanmod.DEFAULT_PORT
+        try:
+            valid_port = 1 <= int(port) <= 65535
+        except (TypeError, ValueError):
+            valid_port = False
+        if not valid_port:
+            raise errors.sr_backend_failure(142)
+        self.portal = sanmod.normalize_portal(dc["target"], port)
         if not dc.get("targetIQN"):
-            iqns = self.san.targets(sanmod.normalize_portal(
-                dc["target"], dc.get("port") or None))
+            iqns = self.san.targets(self.portal)
             raise errors.sr_backend_failure(
                 96, None, _xml("iscsi-target-iqns", [
                     ("TGT", [("Index", i), ("IPAddress", dc["target"]),
                              ("TargetIQN", iqn)])
                     for i, iqn in enumerate(iqns)]))
-        self.portal = sanmod.normalize_portal(dc["target"],
-                                              dc.get("port") or None)
         self.iqn = dc["targetIQN"]
         if login:
-            if not self.san.target_exists(self.portal, self.iqn):
-                raise errors.sr_backend_failure(
-                    68, "iscsiadm: no target %s at portal %s"
-                    % (self.iqn, self.portal))
-            chap = self.san.chap(self.portal, self.iqn)
-            if chap is not None and \
-                    (dc.get("chapuser"), dc.get("chappassword")) != chap:
-                raise errors.sr_backend_failure(
-                    68, "iscsiadm: login failed to authenticate with target")
+            self.login(dc)
+
+    def login(self, dc):
+        if not self.san.portal_exists(self.portal):
+            raise errors.sr_backend_failure(141)
+        if not self.san.target_exists(self.portal, self.iqn):
+            raise errors.sr_backend_failure(
+                83, "check target settings: no target %s at portal %s"
+                % (self.iqn, self.portal))
+        chap = self.san.chap(self.portal, self.iqn)
+        if chap is not None and \
+                (dc.get("chapuser"), dc.get("chappassword")) != chap:
+            raise errors.sr_backend_failure(
+                68, "iscsiadm: login failed to authenticate with target")
 
     def luns(self):
         return self.san.luns(self.portal, self.iqn)
@@ -116,6 +133,9 @@ class IscsiTarget(object):
 
 class Backend(object):
     type = None
+    #: Whether the SM driver lists VDI_MIRROR and VDI_SNAPSHOT among its
+    #: capabilities (the pair storage motion needs).
+    can_mirror = False
 
     def plug(self, pool, sr, device_config):
         raise NotImplementedError
@@ -135,6 +155,13 @@ class Backend(object):
 
 
 class IscsiBackend(Backend):
+    """Raw iSCSI, one VDI per LUN (xapi-project/sm drivers/RawISCSISR.py,
+    drivers/BaseISCSI.py, drivers/LUNperVDI.py).
+
+    Its capabilities have neither VDI_MIRROR nor VDI_SNAPSHOT, so storage
+    motion refuses its VDIs (see :mod:`migration`).
+    """
+
     type = "iscsi"
 
     def plug(self, pool, sr, device_config):
@@ -144,7 +171,21 @@ class IscsiBackend(Backend):
         IscsiTarget(pool, device_config)
 
     def probe(self, pool, device_config, sm_config):
-        return IscsiTarget(pool, device_config).lun_xml()
+        """The pool's SRs on this IQN, as BaseISCSISR.probe lists them.
+
+        Not the LUNs: SM looks for SRs whose sm_config names the target
+        IQN (Nova's SR.introduce passes its device-config as sm_config).
+        """
+        target = IscsiTarget(pool, device_config, login=False)
+        db = pool.db
+        found = []
+        for ref in db.all_refs("SR"):
+            sm = db.get("SR", ref, "sm_config")
+            if sm.get("targetIQN") == target.iqn:
+                found.append(("SR", [("UUID", db.get("SR", ref, "uuid")),
+                                     ("Target", sm.get("target", "")),
+                                     ("TargetIQN", target.iqn)]))
+        return _xml("SRlist", found)
 
     def scan(self, pool, sr, device_config):
         try:
@@ -160,24 +201,24 @@ class IscsiBackend(Backend):
             wanted[sanmod.vdi_uuid_for_scsi_id(sid)] = (lun, sid)
         mine = {db.get("VDI", ref, "uuid"): ref
                 for ref in db.find("VDI", SR=sr)}
-        for uuid in wanted:
-            if uuid not in mine and db.uuid_in_use("VDI", uuid):
-                raise errors.uniqueness_violation("VDI", "uuid", uuid)
         total = 0
         for uuid, (lun, sid) in wanted.items():
             size = os.path.getsize(target.path(lun))
             total += size
-            sm_config = {"LUNid": str(lun), "SCSIid": sid}
+            # LUNperVDI.RAWVDI: location is the VDI uuid, and the VBD is
+            # a plain block device (backend-kind=vbd).
+            sm_config = {"LUNid": str(lun), "SCSIid": sid,
+                         "backend-kind": "vbd"}
             if uuid in mine:
                 rec = db.raw("VDI", mine[uuid])
                 rec["virtual_size"] = size
                 rec["physical_utilisation"] = size
                 rec["sm_config"].update(sm_config)
                 continue
-            db.create("VDI", uuid=uuid, SR=sr, name_label="",
-                      name_description="", location=sid,
-                      sm_config=sm_config, virtual_size=size,
-                      physical_utilisation=size, managed=True)
+            introduce_scanned_vdi(
+                pool, uuid=uuid, SR=sr, name_label="", name_description="",
+                location=uuid, sm_config=sm_config, virtual_size=size,
+                physical_utilisation=size, managed=True)
         for uuid, ref in mine.items():
             if uuid not in wanted and not db.get("VDI", ref, "VBDs"):
                 db.destroy("VDI", ref)
@@ -196,35 +237,71 @@ class IscsiBackend(Backend):
         return target.path(int(lun))
 
 
+def introduce_scanned_vdi(pool, **fields):
+    """Create the record of a VDI a scan found; SM's ``VDI.db_introduce``.
+
+    A uuid already used anywhere in the pool fails the scan with
+    SR_BACKEND_FAILURE_40 and XAPI's uniqueness error as the opterr; the
+    VDIs introduced before stay (xapi-project/sm drivers/SR.py
+    ``ScanRecord.synchronise_new`` introduces them one by one).
+    """
+    if pool.db.uuid_taken(fields["uuid"]):
+        raise errors.scan_uniqueness_failure("VDI", fields["uuid"])
+    return pool.db.create("VDI", **fields)
+
+
+#: util.match_uuid of xapi-project/sm drivers/util.py: a lowercase
+#: 8-4-4-4-12 hex uuid (anchored at both ends here, which is stricter).
+_SM_UUID = re.compile(r"[0-9a-f]{8}-(?:[0-9a-f]{4}-){3}[0-9a-f]{12}")
+
+
 class LvmoIscsiBackend(Backend):
-    """An LVHD SR on one iSCSI LUN, read with the project's lvhd library."""
+    """An LVHD SR on one iSCSI LUN, read with the project's lvhd library.
+
+    Real behaviour reproduced (xapi-project/sm drivers/LVHDoISCSISR.py and
+    drivers/LVHDSR.py):
+
+    * ``load``: without ``device_config["SCSIid"]`` probe, plug, scan and
+      create fail with SR_BACKEND_FAILURE_107 carrying the target's LUN
+      list XML; ``LUNid`` never picks the LUN;
+    * ``attach``: every failure (target, IQN, CHAP, LUN, VG) is re-wrapped
+      as SR_BACKEND_FAILURE_47; LVHDSR.attach refuses an SR uuid that is
+      not ``util.match_uuid``-shaped;
+    * attach and scan on the master replace the SR's sm_config with
+      ``{allocation, use_vhd}``.
+    """
 
     type = "lvmoiscsi"
+    can_mirror = True  # sm drivers/LVHDoISCSISR.py CAPABILITIES
 
     def _reader(self, pool):
         return pool.lvhd_reader or LvhdReader()
 
-    def _lun(self, pool, device_config, sr_uuid=None):
-        target = IscsiTarget(pool, device_config)
-        dc = device_config
-        lun = None
-        if dc.get("SCSIid"):
-            lun = pool.san.find_scsi_id(target.portal, target.iqn,
-                                        dc["SCSIid"])
-        elif dc.get("LUNid") not in (None, ""):
-            if int(dc["LUNid"]) in target.luns():
-                lun = int(dc["LUNid"])
-        else:
+    def _load(self, pool, device_config):
+        """The target of a device_config with a SCSIid (no login yet)."""
+        target = IscsiTarget(pool, device_config, login=False)
+        if not device_config.get("SCSIid"):
+            target.login(device_config)
             raise errors.sr_backend_failure(107, None, target.lun_xml())
+        return target
+
+    def _lun(self, pool, device_config):
+        target = self._load(pool, device_config)
+        target.login(device_config)
+        lun = pool.san.find_scsi_id(target.portal, target.iqn,
+                                    device_config["SCSIid"])
         if lun is None:
             raise errors.sr_backend_failure(
-                47, "no LUN matching %s behind %s"
-                % (dc.get("SCSIid") or dc.get("LUNid"), target.iqn))
+                47, "no LUN with SCSIid %s behind %s"
+                % (device_config["SCSIid"], target.iqn))
         return target, lun
 
     def _inspect(self, pool, path, sr_uuid):
         from nova_xenapi_resign import exception
         vg = "VG_XenStorage-%s" % sr_uuid
+        if not _SM_UUID.fullmatch(sr_uuid):
+            raise errors.sr_backend_failure(47,
+                                            "no such volume group: %s" % vg)
         try:
             found = self._reader(pool).inspect(path)
         except exception.FormatError:
@@ -235,9 +312,21 @@ class LvmoIscsiBackend(Backend):
                                             "no such volume group: %s" % vg)
         return found
 
+    def _replace_sm_config(self, pool, sr, device_config):
+        allocation = device_config.get("allocation")
+        pool.db.set("SR", sr, "sm_config", {
+            "allocation": allocation if allocation in ("thin", "thick")
+            else "thick", "use_vhd": "true"})
+
     def plug(self, pool, sr, device_config):
-        target, lun = self._lun(pool, device_config)
-        self._inspect(pool, target.path(lun), pool.db.get("SR", sr, "uuid"))
+        self._load(pool, device_config)
+        try:
+            target, lun = self._lun(pool, device_config)
+            self._inspect(pool, target.path(lun),
+                          pool.db.get("SR", sr, "uuid"))
+        except errors.XapiError as exc:
+            raise errors.sr_backend_failure(47, exc.details[2])
+        self._replace_sm_config(pool, sr, device_config)
 
     def probe(self, pool, device_config, sm_config):
         from nova_xenapi_resign import exception
@@ -265,12 +354,10 @@ class LvmoIscsiBackend(Backend):
         sr_uuid = db.get("SR", sr, "uuid")
         target, lun = self._lun(pool, device_config)
         found = self._inspect(pool, target.path(lun), sr_uuid)
+        self._replace_sm_config(pool, sr, device_config)
         mine = {db.get("VDI", ref, "uuid"): ref
                 for ref in db.find("VDI", SR=sr)}
         wanted = {v.uuid: v for v in found.vdis}
-        for uuid in wanted:
-            if uuid not in mine and db.uuid_in_use("VDI", uuid):
-                raise errors.uniqueness_violation("VDI", "uuid", uuid)
         for uuid, v in wanted.items():
             sm_config = {"vdi_type": v.vdi_type}
             if v.parent_uuid:
@@ -288,9 +375,9 @@ class LvmoIscsiBackend(Backend):
                 rec["sm_config"].pop("vhd-parent", None)
                 rec["sm_config"].update(sm_config)
             else:
-                mine[uuid] = db.create("VDI", uuid=uuid, SR=sr,
-                                       location=uuid, sm_config=sm_config,
-                                       **fields)
+                mine[uuid] = introduce_scanned_vdi(
+                    pool, uuid=uuid, SR=sr, location=uuid,
+                    sm_config=sm_config, **fields)
         for uuid, v in wanted.items():
             snap = NULL_REF
             if v.snapshot_of and v.snapshot_of in mine:
@@ -349,6 +436,7 @@ class LocalBackend(Backend):
     """
 
     type = "ext"
+    can_mirror = True  # sm drivers/EXTSR.py CAPABILITIES
 
     def plug(self, pool, sr, device_config):
         pass
@@ -383,6 +471,12 @@ def create_local_sr(pool, host):
     return sr
 
 
+def can_mirror(sr_type):
+    """Whether storage motion may mirror VDIs of this SR type."""
+    be = BACKENDS.get(sr_type)
+    return be is not None and be.can_mirror
+
+
 def backend(sr_type):
     try:
         return BACKENDS[sr_type]
@@ -402,7 +496,10 @@ def attached_device_config(pool, sr):
 def scan_sr(pool, sr):
     dc = attached_device_config(pool, sr)
     if dc is None:
-        raise errors.sr_not_attached(sr)
+        # The scan is forwarded to a host with the SR plugged; there is
+        # none (xapi-project/xen-api ocaml/xapi/message_forwarding.ml
+        # ``forward_sr_op`` / ``choose_pbd_for_sr``).
+        raise errors.sr_no_pbds(sr)
     backend(pool.db.get("SR", sr, "type")).scan(pool, sr, dc)
 
 
@@ -413,10 +510,14 @@ def sr_introduce(pool, session, uuid, name_label, name_description, type_,
                  content_type, shared, sm_config=None):
     db = pool.db
     uuid = uuid or dbmod.new_uuid()
-    if db.uuid_in_use("SR", uuid):
+    # One uuid index over every class: a VDI's or a VM's uuid is taken too
+    # (xapi-project/xen-api ocaml/database/db_cache_types.ml).
+    if db.uuid_taken(uuid):
         raise pool.failure_for_duplicate_sr(uuid)
+    # xapi_sr.ml ``introduce`` stores the type lowercased.
     return db.create("SR", uuid=uuid, name_label=name_label,
-                     name_description=name_description, type=type_,
+                     name_description=name_description,
+                     type=str(type_).lower(),
                      content_type=content_type,
                      shared=coerce("SR", "shared", shared),
                      sm_config=coerce("SR", "sm_config", sm_config or {}))
@@ -492,14 +593,22 @@ def sr_forget(pool, session, sr):
 
 
 def sr_destroy(pool, session, sr):
-    # SM would delete the SR's contents; LUNs belong to the SAN, so only the
-    # records go.  XAPI needs the SR attached to destroy it.
+    """SR.destroy's allowed-operation checks, in XAPI's order.
+
+    xapi-project/xen-api ocaml/xapi/xapi_sr_operations.ml: a plugged PBD
+    gives SR_HAS_PBD, no PBD at all SR_NO_PBDS, a managed VDI
+    SR_NOT_EMPTY.  Then XAPI attaches the SR itself and SM deletes it; the
+    LUNs belong to the SAN, so only the records go here.
+    """
     db = pool.db
     db.raw("SR", sr)
-    if attached_device_config(pool, sr) is None:
-        raise errors.sr_not_attached(sr)
-    for pbd in db.get("SR", sr, "PBDs"):
-        db.set("PBD", pbd, "currently_attached", False)
+    pbds = db.get("SR", sr, "PBDs")
+    if any(db.get("PBD", pbd, "currently_attached") for pbd in pbds):
+        raise errors.sr_has_pbd(sr)
+    if not pbds:
+        raise errors.sr_no_pbds(sr)
+    if any(db.get("VDI", vdi, "managed") for vdi in db.get("SR", sr, "VDIs")):
+        raise errors.sr_not_empty()
     _forget(pool, sr)
     return ""
 
@@ -541,10 +650,13 @@ def pbd_unplug(pool, session, pbd):
     rec = db.raw("PBD", pbd)
     if not rec["currently_attached"]:
         return ""
-    for vdi in db.get("SR", rec["SR"], "VDIs"):
-        for vbd in db.get("VDI", vdi, "VBDs"):
-            if db.get("VBD", vbd, "currently_attached"):
-                raise errors.vdi_in_use(vdi, "PBD.unplug")
+    # xapi-project/xen-api ocaml/xapi/xapi_pbd.ml ``unplug``: VDI_IN_USE
+    # with the refs of every VDI a plugged VBD still uses.
+    in_use = [vdi for vdi in db.get("SR", rec["SR"], "VDIs")
+              if any(db.get("VBD", vbd, "currently_attached")
+                     for vbd in db.get("VDI", vdi, "VBDs"))]
+    if in_use:
+        raise errors.vdis_in_use(in_use)
     rec["currently_attached"] = False
     return ""
 

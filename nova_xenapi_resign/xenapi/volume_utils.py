@@ -12,7 +12,10 @@ or os-xenapi's ``XenAPISession``, or the simulator's client); failures are
 * :func:`introduce_sr` forgets the SR again when creating or plugging the
   PBD, or the first scan, fails (Nova left a half-introduced SR behind);
 * :func:`choose_sr_uuid` implements ``auto``: reuse the volume's legacy SR if
-  it exists (one ``SR.get_by_uuid``), else uuid5.
+  it exists (one ``SR.get_by_uuid``), else uuid5;
+* :func:`lvmoiscsi_device_config` finds the ``SCSIid`` an LVHD SR on a LUN
+  must be attached with, the way XenServer's tools do (probe without it,
+  read the LUN list of ``SR_BACKEND_FAILURE_107``).
 
 Names come from :mod:`nova_xenapi_resign.sr_naming` and nowhere else.
 """
@@ -22,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 import logging
 from typing import Any
+from xml.etree import ElementTree
 
 import XenAPI
 
@@ -311,3 +315,54 @@ def connect_volume_sr(session: Any, connection_data: Mapping[str, Any],
     if sr_ref is not None:
         return sr_ref, sr_uuid, False
     return introduce_sr(session, sr_uuid, label, params), sr_uuid, True
+
+
+#: The SM failure of an lvmoiscsi call without ``SCSIid`` (xapi-project/sm
+#: drivers/LVHDoISCSISR.py ``load``, ConfigSCSIid); its third parameter is
+#: the target's LUN list as XML.
+SCSI_ID_MISSING = "SR_BACKEND_FAILURE_107"
+
+
+def _scsi_id_of_lun(lun_xml: str, lun_id: str) -> str | None:
+    """The ``SCSIid`` of LUN ``lun_id`` in an ``<iscsi-target>`` list."""
+    root = ElementTree.fromstring(lun_xml.strip())
+    for lun in root.iter("LUN"):
+        if (lun.findtext("LUNid") or "").strip() == lun_id:
+            return (lun.findtext("SCSIid") or "").strip() or None
+    return None
+
+
+def lvmoiscsi_device_config(session: Any, device_config: Mapping[str, Any],
+                            lun_id: int | str) -> dict[str, str]:
+    """``device_config`` plus the ``SCSIid`` of LUN ``lun_id``.
+
+    XenServer's ``lvmoiscsi`` driver picks its LUN by ``SCSIid`` only
+    (``LUNid`` is ignored): ``SR.probe`` without one fails with
+    ``SR_BACKEND_FAILURE_107`` listing the target's LUNs, each with its
+    ``LUNid`` and ``SCSIid``.  One ``SR.probe``; any other failure is
+    re-raised; a LUN the target does not list is a
+    :class:`~nova_xenapi_resign.exception.StorageError`.  The caller's
+    mapping is not modified.
+    """
+    config = {k: str(v) for k, v in device_config.items()
+              if k not in ("SCSIid", "LUNid") and v is not None}
+    try:
+        session.call_xenapi("SR.probe", session.host_ref, config,
+                            "lvmoiscsi", {})
+    except failure_classes(session) as exc:
+        details = list(exc.details or ())
+        if details[:1] != [SCSI_ID_MISSING] or len(details) < 4:
+            raise
+        scsi_id = _scsi_id_of_lun(details[3], str(lun_id))
+    else:
+        raise exception.StorageError(
+            reason="SR.probe of lvmoiscsi target %s at %s without a SCSIid "
+            "did not answer %s with the LUN list" % (
+                config.get("targetIQN"), config.get("target"),
+                SCSI_ID_MISSING))
+    if scsi_id is None:
+        raise exception.StorageError(
+            reason="target %s at %s lists no LUN %s" % (
+                config.get("targetIQN"), config.get("target"), lun_id))
+    config["SCSIid"] = scsi_id
+    return config
