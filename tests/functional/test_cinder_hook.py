@@ -27,6 +27,8 @@ from nova_xenapi_resign.lvhd import sr as sr_mod
 from nova_xenapi_resign import resign
 from nova_xenapi_resign.simulator import fixture as sim_fixture
 from nova_xenapi_resign import sr_naming
+from nova_xenapi_resign.xenapi import session as xenapi_session
+from nova_xenapi_resign.xenapi import volume_utils
 from tests.functional import base
 from tests.functional import cinder_fakes
 from tests.functional import lvhd_images
@@ -394,11 +396,19 @@ class TestEndToEndSimulator(CinderHookTestCase):
         self.x = self.sim.session(0).xenapi
         self.host = self.x.pool.get_master(self.x.pool.get_all()[0])
 
-    def attach_sr(self, sr_uuid, device_config):
+    def scsi_id_config(self, device_config, lun=0):
+        """XenServer's two-step lvmoiscsi flow: the LUN's SCSIid via a
+        probe that lists the LUNs (SR_BACKEND_FAILURE_107)."""
+        session = xenapi_session.XenAPISession(self.sim.session(0))
+        return volume_utils.lvmoiscsi_device_config(session, device_config,
+                                                    lun)
+
+    def attach_sr(self, sr_uuid, device_config, lun=0):
         sr = self.x.SR.introduce(sr_uuid, "sr-" + sr_uuid[:8], "",
                                  "lvmoiscsi", "", True, {})
-        pbd = self.x.PBD.create({"host": self.host, "SR": sr,
-                                 "device_config": device_config})
+        pbd = self.x.PBD.create({
+            "host": self.host, "SR": sr,
+            "device_config": self.scsi_id_config(device_config, lun)})
         self.x.PBD.plug(pbd)
         self.x.SR.scan(sr)
         return sr
@@ -418,7 +428,7 @@ class TestEndToEndSimulator(CinderHookTestCase):
         host, port = cinder_fakes.PORTAL.split(":")
         original = self.attach_sr(SR_UUID, {
             "target": host, "port": port,
-            "targetIQN": cinder_fakes.volume_iqn(SRC), "LUNid": "0"})
+            "targetIQN": cinder_fakes.volume_iqn(SRC)})
         orig_vdis = self.vdis(original)
         self.assertEqual(4, len(orig_vdis))
         before = sha256(self.backend.lun_path(src))
@@ -433,10 +443,10 @@ class TestEndToEndSimulator(CinderHookTestCase):
         sr = self.x.SR.introduce(dup_uuid, "dup", "", "lvmoiscsi", "",
                                  True, {})
         pbd = self.x.PBD.create({"host": self.host, "SR": sr,
-                                 "device_config": {
+                                 "device_config": self.scsi_id_config({
                                      "target": host, "port": port,
                                      "targetIQN": cinder_fakes.volume_iqn(
-                                         dup["id"]), "LUNid": "0"}})
+                                         dup["id"])})})
         exc = self.assertRaises(XenAPI.Failure, self.x.PBD.plug, pbd)
         self.assertEqual("SR_BACKEND_FAILURE_47", exc.details[0])
         self.x.PBD.destroy(pbd)
@@ -456,8 +466,8 @@ class TestEndToEndSimulator(CinderHookTestCase):
         data = info["data"]
         device_config = {k: str(data[k]) for k in data["introduce_sr_keys"]
                          if k != "id"}
-        device_config["LUNid"] = str(data["target_lun"])
-        clone = self.attach_sr(data["sr_uuid"], device_config)
+        clone = self.attach_sr(data["sr_uuid"], device_config,
+                               data["target_lun"])
         self.assertEqual(data["sr_uuid"], self.x.SR.get_uuid(clone))
 
         clone_vdis = self.vdis(clone)
@@ -491,7 +501,7 @@ class TestEndToEndSimulator(CinderHookTestCase):
             sr_uuid = update["admin_metadata"]["xenapi_sr_uuid"]
             host, port = cinder_fakes.PORTAL.split(":")
             self.attach_sr(sr_uuid, {
-                "target": host, "port": port, "LUNid": "0",
+                "target": host, "port": port,
                 "targetIQN": cinder_fakes.volume_iqn(vol["id"])})
             uuids.add(sr_uuid)
         self.assertEqual(3, len(uuids))

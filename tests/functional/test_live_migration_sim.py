@@ -597,14 +597,23 @@ class LiveMigrationSimTest(base.TestCase):
 
     def test_f_relaxed_not_required(self):
         # require_relaxed_xsm_sr_check = False: the extension lets it
-        # through, and XAPI mirrors (here onto the same LUN: a hazard) --
-        # which is why the option defaults to True.
+        # through; XAPI's strict check would mirror the volume, and raw
+        # iSCSI cannot be mirrored (no VDI_MIRROR since XenServer 7.1), so
+        # XAPI itself refuses before moving anything.  On an SR type that
+        # can mirror this would be the LUN mirrored onto itself -- which is
+        # why the option defaults to True.
         source, dest, vol, bdm, vm_uuid = self.refused_setup(
             11, require_relaxed=False)
         migration = Migration(source, dest, self.name, [bdm])
-        migration.run(lambda: self.sim.pools[0].settings.update(
-            {"relax-xsm-sr-check": False}))
-        self.assertEqual(1, len(source.x.debug.get_hazards()))
+        exc = self.assertRaises(
+            XenAPI.Failure, migration.run,
+            lambda: self.sim.pools[0].settings.update(
+                {"relax-xsm-sr-check": False}))
+        self.assertEqual("SR_DOES_NOT_SUPPORT_MIGRATION", exc.details[0])
+        self.assertEqual(["recover"], migration.events)
+        self.assertEqual([0], self.vm_pools(vm_uuid))
+        self.assertEqual([], source.x.debug.get_migrations())
+        self.assert_no_hazard(source, dest)
 
     def test_g_sr_missing_on_destination_san_view(self):
         source, dest = self.hosts()

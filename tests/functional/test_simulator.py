@@ -281,9 +281,10 @@ class IscsiLifecycleTest(SimulatorTestCase):
                                  "device_config": iscsi_params()})
         self.x.PBD.plug(pbd)
         exc = self.assertRaises(XenAPI.Failure, self.x.SR.scan, sr)
-        self.assertEqual("INTERNAL_ERROR", exc.details[0])
+        # SM's scan fails with XAPI's uniqueness error as its opterr.
+        self.assertEqual("SR_BACKEND_FAILURE_40", exc.details[0])
         self.assertIn('Db_exn.Uniqueness_constraint_violation("VDI", "uuid"',
-                      exc.details[1])
+                      exc.details[2])
 
     def test_plug_missing_target(self):
         params = iscsi_params(iqn="iqn.2010-01.com.example:absent")
@@ -291,10 +292,11 @@ class IscsiLifecycleTest(SimulatorTestCase):
         pbd = self.x.PBD.create({"host": self.x.host.get_all()[0], "SR": sr,
                                  "device_config": params})
         exc = self.assertRaises(XenAPI.Failure, self.x.PBD.plug, pbd)
-        self.assertEqual("SR_BACKEND_FAILURE_68", exc.details[0])
+        # BaseISCSI: discovery finds no such IQN (ISCSIDiscovery, 83).
+        self.assertEqual("SR_BACKEND_FAILURE_83", exc.details[0])
         self.assertIn("[opterr=", exc.details[2])
         self.assertFalse(self.x.PBD.get_currently_attached(pbd))
-        self.assertFailure(["SR_NOT_ATTACHED", sr], self.x.SR.scan, sr)
+        self.assertFailure(["SR_NO_PBDS", sr], self.x.SR.scan, sr)
 
     def test_chap(self):
         self.san.set_chap(PORTAL, IQN, "user", "secret")
@@ -377,15 +379,20 @@ class IscsiLifecycleTest(SimulatorTestCase):
         self.assertEqual([], self.x.VDI.get_VBDs(vdi))
         self.x.VM.destroy(vm)
 
-    def test_sr_create_and_destroy_iscsi(self):
+    def test_sr_create_iscsi_then_destroy_is_refused(self):
         host = self.x.host.get_all()[0]
         sr = self.x.SR.create(host, iscsi_params(), "0", "created", "",
                               "iscsi", "", True, {})
         self.assertEqual(2, len(self.x.SR.get_VDIs(sr)))
-        self.x.SR.destroy(sr)
+        # Plugged, then holding its (managed) LUN VDIs: XAPI refuses.
+        self.assertFailure(["SR_HAS_PBD", sr], self.x.SR.destroy, sr)
+        for pbd in self.x.SR.get_PBDs(sr):
+            self.x.PBD.unplug(pbd)
+        self.assertFailure(["SR_NOT_EMPTY"], self.x.SR.destroy, sr)
+        self.x.SR.forget(sr)
         self.assertFailure(["HANDLE_INVALID", "SR", sr],
                            self.x.SR.get_record, sr)
-        self.assertTrue(self.san.luns(PORTAL, IQN))
+        self.assertEqual([0, 1], self.san.luns(PORTAL, IQN))
 
 
 class DuplicateSrTest(SimulatorTestCase):
@@ -409,8 +416,17 @@ class DuplicateSrTest(SimulatorTestCase):
 
     def test_pools_are_independent(self):
         x1 = self.sim.session(1).xenapi
-        self.x.SR.introduce("same", "a", "", "iscsi", "", False, {})
-        x1.SR.introduce("same", "a", "", "iscsi", "", False, {})
+        sr0 = self.x.SR.introduce("same", "a", "", "iscsi", "", False, {})
+        sr1 = x1.SR.introduce("same", "b", "", "iscsi", "", False, {})
+        self.assertNotEqual(sr0, sr1)
+        self.assertEqual("a", self.x.SR.get_name_label(
+            self.x.SR.get_by_uuid("same")))
+        self.assertEqual("b", x1.SR.get_name_label(
+            x1.SR.get_by_uuid("same")))
+        x1.SR.forget(sr1)
+        self.assertFailure(["UUID_INVALID", "SR", "same"],
+                           x1.SR.get_by_uuid, "same")
+        self.assertEqual(sr0, self.x.SR.get_by_uuid("same"))
 
 
 class ProbeTest(SimulatorTestCase):
@@ -427,12 +443,16 @@ class ProbeTest(SimulatorTestCase):
         self.assertEqual("SR_BACKEND_FAILURE_96", exc.details[0])
         self.assertIn("<TargetIQN>%s</TargetIQN>" % IQN, exc.details[3])
 
-    def test_probe_iscsi_lists_luns(self):
+    def test_probe_iscsi_lists_known_srs(self):
+        # BaseISCSISR.probe lists the pool's SRs on the IQN, not the LUNs.
         xml = self.x.SR.probe(self.host, iscsi_params(), "iscsi", {})
         self.assertTrue(xml.startswith('<?xml version="1.0" ?>'))
-        self.assertIn("<SCSIid>%s</SCSIid>" % sanmod.scsi_id(PORTAL, IQN, 0),
-                      xml)
-        self.assertIn("<LUNid>0</LUNid>", xml)
+        self.assertNotIn("<SR>", xml)
+        sr_uuid = nova_sr_uuid("192.0.2.5", "3260", IQN)
+        connect_iscsi(self.x, sr_uuid, iscsi_params())
+        xml = self.x.SR.probe(self.host, iscsi_params(), "iscsi", {})
+        self.assertIn("<UUID>%s</UUID>" % sr_uuid, xml)
+        self.assertIn("<TargetIQN>%s</TargetIQN>" % IQN, xml)
 
     def test_probe_lvmoiscsi_without_lun(self):
         exc = self.assertRaises(XenAPI.Failure, self.x.SR.probe, self.host,

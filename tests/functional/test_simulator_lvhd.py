@@ -9,6 +9,7 @@ import XenAPI
 from nova_xenapi_resign.lvhd import create
 from nova_xenapi_resign.lvhd import device
 from nova_xenapi_resign.simulator import fixture
+from nova_xenapi_resign.simulator import san
 from tests import base
 
 MiB = 1024 * 1024
@@ -44,8 +45,9 @@ class LvhdSimulatorTest(base.TestCase):
             create.format_sr(dev, self.sr_uuid, vdis)
 
     def config(self, iqn=IQN):
+        """lvmoiscsi picks its LUN by SCSIid (here: known from the SAN)."""
         return {"target": "192.0.2.20", "port": "3260", "targetIQN": iqn,
-                "LUNid": "0"}
+                "SCSIid": san.scsi_id(PORTAL, iqn, 0)}
 
     def attach(self, sr_uuid, iqn=IQN):
         sr = self.x.SR.introduce(sr_uuid, "sr", "", "lvmoiscsi", "", True,

@@ -75,8 +75,10 @@ class MigrationTest(ts.SimulatorTestCase):
         self.assertTrue(entry["intra_pool"])
         self.assertEqual([], self.x.debug.get_hazards())
         self.assertEqual(self.lun_digest, digest(self.lun))
-        # Unmapped VDIs simply stay put within a pool.
-        self.x.VM.migrate_send(self.vm, token, True, {}, {}, {})
+        # check_vdi_map: every VDI must be mapped, intra-pool too.
+        self.assertFailure(["VDI_NOT_IN_MAP", self.vdi0],
+                           self.x.VM.migrate_send, self.vm, token, True, {},
+                           {}, {})
         self.assertEqual(self.vdi0, self.x.VBD.get_VDI(self.vbd))
 
     def test_cross_pool_relaxed_equal_sr_uuid_no_mirror(self):
@@ -114,50 +116,42 @@ class MigrationTest(ts.SimulatorTestCase):
             {}, {})
         self.assertEqual(self.vm, self.x.VM.get_by_uuid(self.vm_uuid))
 
-    def test_cross_pool_different_sr_uuid_mirrors_data(self):
+    def assertRefusedNothingMoved(self, sr1):
+        """Raw iSCSI has no VDI_MIRROR: XAPI refuses before moving."""
+        token = self.receive(self.x1)
+        for call in (self.x.VM.assert_can_migrate, self.x.VM.migrate_send):
+            self.assertFailure(["SR_DOES_NOT_SUPPORT_MIGRATION", self.sr0],
+                               call, self.vm, token, True, {self.vdi0: sr1},
+                               {}, {})
+        self.assertEqual(self.vm, self.x.VM.get_by_uuid(self.vm_uuid))
+        self.assertEqual("Running", self.x.VM.get_power_state(self.vm))
+        self.assertFailure(["UUID_INVALID", "VM", self.vm_uuid],
+                           self.x1.VM.get_by_uuid, self.vm_uuid)
+        self.assertEqual([], self.migrations())
+        self.assertEqual([], self.x.debug.get_hazards())
+        self.assertEqual(self.lun_digest, digest(self.lun))
+
+    def test_cross_pool_different_sr_uuid_is_refused(self):
         dest_lun = self.san.create_lun(ts.PORTAL, IQN2, 0, 8 * MiB)
+        empty = digest(dest_lun)
         sr1 = self.dest_volume(ts.nova_sr_uuid("192.0.2.5", "3260", IQN2),
                                ts.iscsi_params(iqn=IQN2))
-        token = self.receive(self.x1)
-        new_vm = self.x.VM.migrate_send(self.vm, token, True,
-                                        {self.vdi0: sr1}, {}, {})
-        [entry] = self.migrations()
-        self.assertTrue(entry["mirrored"])
-        self.assertTrue(entry["data_copied"])
-        self.assertEqual([], self.x.debug.get_hazards())
-        self.assertEqual(self.lun_digest, digest(self.lun))
-        self.assertEqual(self.lun_digest, digest(dest_lun))
-        [vbd1] = self.x1.VM.get_VBDs(new_vm)
-        self.assertEqual(sr1, self.x1.VDI.get_SR(self.x1.VBD.get_VDI(vbd1)))
+        self.assertRefusedNothingMoved(sr1)
+        self.assertEqual(empty, digest(dest_lun))
 
-    def test_same_lun_mirror_is_a_hazard(self):
+    def test_same_lun_under_another_sr_uuid_is_refused(self):
         # Bug 1566622's naive fix: the destination names the same LUN's SR
-        # by uuid5 while the source uses the legacy name.
+        # by uuid5 while the source uses the legacy name.  XenServer 7.1+
+        # refuses to mirror raw iSCSI, so the LUN is never mirrored onto
+        # itself (only LVHD SRs can be: see test_xapi_fidelity).
         new_uuid = ts.nova_sr_uuid("192.0.2.5", "3260", ts.IQN)
         sr1 = self.dest_volume(new_uuid, ts.iscsi_params())
-        token = self.receive(self.x1)
-        self.x.VM.migrate_send(self.vm, token, True, {self.vdi0: sr1}, {},
-                               {})
-        [hazard] = self.x.debug.get_hazards()
-        self.assertEqual(self.vm_uuid, hazard["vm"])
-        self.assertEqual(self.vdi_uuid, hazard["vdi"])
-        self.assertEqual(LEGACY, hazard["source_sr_uuid"])
-        self.assertEqual(new_uuid, hazard["dest_sr_uuid"])
-        self.assertEqual(self.lun, hazard["lun_path"])
-        self.assertEqual(self.lun_digest, digest(self.lun))
-        self.assertEqual([hazard], self.sim.pools[0].hazards)
-        self.x.debug.clear_hazards()
-        self.assertEqual([], self.x.debug.get_hazards())
+        self.assertRefusedNothingMoved(sr1)
 
-    def test_strict_check_mirrors_even_equal_uuids(self):
+    def test_strict_check_refuses_even_equal_uuids(self):
         self.sim.pools[0].settings["relax-xsm-sr-check"] = False
         sr1 = self.dest_volume(LEGACY, ts.iscsi_params())
-        token = self.receive(self.x1)
-        self.x.VM.migrate_send(self.vm, token, True, {self.vdi0: sr1}, {},
-                               {})
-        [entry] = self.migrations()
-        self.assertTrue(entry["mirrored"])
-        self.assertEqual(1, len(self.x.debug.get_hazards()))
+        self.assertRefusedNothingMoved(sr1)
 
     def test_vdi_not_in_map(self):
         token = self.receive(self.x1)
@@ -171,12 +165,14 @@ class MigrationTest(ts.SimulatorTestCase):
                            self.x.VM.migrate_send, self.vm, token, True,
                            {self.vdi0: self.sr0}, {}, {})
 
-    def test_live_needs_running_vm(self):
+    def test_halted_vm_may_migrate_with_live_true(self):
         self.x.VM.hard_shutdown(self.vm)
+        sr1 = self.dest_volume(LEGACY, ts.iscsi_params())
         token = self.receive(self.x1)
-        self.assertFailure(["VM_BAD_POWER_STATE", self.vm, "running",
-                            "halted"], self.x.VM.migrate_send, self.vm,
-                           token, True, {}, {}, {})
+        new_vm = self.x.VM.migrate_send(self.vm, token, True,
+                                        {self.vdi0: sr1}, {}, {})
+        self.assertEqual("Halted", self.x1.VM.get_power_state(new_vm))
+        self.assertEqual("OpaqueRef:NULL", self.x1.VM.get_resident_on(new_vm))
 
     def test_async_migrate_send(self):
         sr1 = self.dest_volume(LEGACY, ts.iscsi_params())

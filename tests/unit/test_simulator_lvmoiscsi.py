@@ -107,21 +107,30 @@ class LvmoIscsiTest(_LvmoBase):
         self.call("SR.scan", sr)
         self.assertEqual(2, len(self.call("SR.get_VDIs", sr)))
 
-    def test_plug_by_lun_id(self):
+    def test_lun_id_alone_is_refused_with_the_lun_list(self):
+        # LVHDoISCSISR.load: no SCSIid -> 107 listing the LUNs; LUNid is
+        # never used to pick one.
         dc = dict(self.dc)
         del dc["SCSIid"]
         dc["LUNid"] = "0"
         sr, pbd = self.attach(dc=dc)
-        self.call("PBD.plug", pbd)
+        details = self.call("PBD.plug", pbd, ok=False)
+        self.assertEqual("SR_BACKEND_FAILURE_107", details[0])
+        self.assertIn("<SCSIid>%s</SCSIid>" % self.dc["SCSIid"], details[3])
+        self.assertIn("<LUNid>0</LUNid>", details[3])
+        self.assertFalse(self.call("PBD.get_currently_attached", pbd))
+        self.assertEqual([], self.call("SR.get_VDIs", sr))
 
     def test_vg_name_mismatch_is_backend_failure_47(self):
         other = "11111111-2222-4333-8444-555555555555"
         sr, pbd = self.attach(sr_uuid=other)
         details = self.call("PBD.plug", pbd, ok=False)
+        # LVHDSR.attach's failure, re-wrapped by LVHDoISCSISR.attach.
         self.assertEqual(
             ["SR_BACKEND_FAILURE_47", "",
-             "The SR is not available [opterr=no such volume group: "
-             "VG_XenStorage-%s]" % other, ""], details)
+             "The SR is not available [opterr=The SR is not available "
+             "[opterr=no such volume group: VG_XenStorage-%s]]" % other, ""],
+            details)
         self.assertFalse(self.call("PBD.get_currently_attached", pbd))
 
     def test_unreadable_lun_is_backend_failure_47(self):
@@ -156,10 +165,11 @@ class LvmoIscsiTest(_LvmoBase):
             dc=dict(self.dc, SCSIid=sanmod.scsi_id(PORTAL, IQN, 1)))
         self.call("PBD.plug", pbd2)
         details = self.call("SR.scan", sr2, ok=False)
-        self.assertEqual("INTERNAL_ERROR", details[0])
         self.assertEqual(
-            'Db_exn.Uniqueness_constraint_violation("VDI", "uuid", "%s")'
-            % BASE.uuid, details[1])
+            ["SR_BACKEND_FAILURE_40", "",
+             "The SR scan failed [opterr=['INTERNAL_ERROR', "
+             "'Db_exn.Uniqueness_constraint_violation(\"VDI\", \"uuid\", "
+             "\"%s\")']]" % BASE.uuid, ""], details)
         self.assertEqual([], self.call("SR.get_VDIs", sr2))
 
     def test_probe(self):
@@ -230,9 +240,14 @@ class LvmoIscsiMigrationTest(_LvmoBase):
         self.assertFalse(self.pool.migrations[0]["mirrored"])
 
     def test_strict_same_lun_mirror_is_a_hazard(self):
+        # LVHD can mirror (VDI_MIRROR): the strict check mirrors the shared
+        # LUN onto itself.
         self.pool.settings["relax-xsm-sr-check"] = False
         self.migrate()
         [hazard] = self.pool.hazards
         self.assertEqual(self.path, hazard["lun_path"])
         self.assertEqual(SR_UUID, hazard["dest_sr_uuid"])
         self.assertTrue(self.pool.migrations[0]["mirrored"])
+        self.assertEqual([hazard], self.call("debug.get_hazards"))
+        self.call("debug.clear_hazards")
+        self.assertEqual([], self.call("debug.get_hazards"))
