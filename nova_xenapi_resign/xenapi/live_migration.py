@@ -16,7 +16,10 @@ The protocol (DESIGN.md section 3, Launchpad bug 1566622):
 3. Source, before ``VM.assert_can_migrate`` / ``VM.migrate_send``:
    :func:`check_sr_uuid_map` refuses, with :class:`LiveMigrationPreCheckError`,
    anything that would make Nova's ``_call_live_migrate_command`` fail
-   (``UUID_INVALID``) or make XAPI mirror a volume LUN onto itself.
+   (``UUID_INVALID``) or make XAPI want to mirror a volume: XenServer 7.1
+   and later refuse that for raw iSCSI SRs (``SR_DOES_NOT_SUPPORT_MIGRATION``,
+   no ``VDI_MIRROR``), older releases and SR types that can mirror (LVHD)
+   would mirror the LUN onto itself.
 
 Shapes are Nova's: ``block_device_info['block_device_mapping']`` is a list of
 mappings each with ``connection_info = {'driver_volume_type': ..., 'data':
@@ -47,8 +50,9 @@ ACTION_UPGRADE_DESTINATION = (
     "The destination did not introduce the SR under the source's UUID: "
     "install nova-xenapi-resign (with the same [xenapi_resign] sr_naming) on "
     "the destination compute, restart it, and retry. Do not force the "
-    "migration: with different SR UUIDs XAPI would mirror the volume's LUN "
-    "onto itself")
+    "migration: with different SR UUIDs XAPI refuses to move the volume "
+    "(SR_DOES_NOT_SUPPORT_MIGRATION) or, before XenServer 7.1, mirrors its "
+    "LUN onto itself")
 ACTION_RELAX = (
     "Enable XAPI's relaxed storage check on the source pool "
     "(relax-xsm-sr-check=true in /etc/xapi.conf on every host, then restart "
