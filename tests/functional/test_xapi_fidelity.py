@@ -15,6 +15,7 @@ from xml.etree import ElementTree
 
 import XenAPI
 
+from nova_xenapi_resign import exception
 from nova_xenapi_resign.lvhd import create
 from nova_xenapi_resign.lvhd import device
 from nova_xenapi_resign.simulator import fixture
@@ -160,6 +161,15 @@ class Rule1LvmoiscsiNeedsScsiIdTest(FidelityTestCase):
         self.assertEqual(self.scsi_id(0), config["SCSIid"])
         srlist = self.x.SR.probe(self.host, config, "lvmoiscsi", {})
         self.assertIn("<UUID>%s</UUID>" % sr_uuid, srlist)
+        exc = self.assertRaises(exception.StorageError,
+                                volume_utils.lvmoiscsi_device_config,
+                                session, iscsi_config(), 5)
+        self.assertIn("lists no LUN 5", str(exc))
+        # Any other failure (here: no IQN, 96) is XAPI's, re-raised.
+        exc = self.assertRaises(XenAPI.Failure,
+                                volume_utils.lvmoiscsi_device_config,
+                                session, {"target": HOST}, 0)
+        self.assertEqual("SR_BACKEND_FAILURE_96", exc.details[0])
 
 
 class Rule2LvhdSrUuidShapeTest(FidelityTestCase):
