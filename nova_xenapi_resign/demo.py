@@ -134,8 +134,8 @@ class Demo(object):
         sr-probe with the SCSIid of LUN 0 (the SR on it), sr-introduce,
         pbd-create, pbd-plug, sr-scan.
         """
-        import xml.dom.minidom
         from nova_xenapi_resign.xenapi import volume_utils
+        import xml.dom.minidom
         x = self.a.xenapi
         config = volume_utils.lvmoiscsi_device_config(
             self.a, {"target": PORTAL.split(":")[0], "port": "3260",

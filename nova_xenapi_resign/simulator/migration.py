@@ -213,8 +213,11 @@ def _same_file(a, b):
 
 def migrate_send(pool, session, vm, dest, live, vdi_map, vif_map, options,
                  vgpu_map=None, vdi_format_map=None):
-    """VM.migrate_send: the assert first (message_forwarding.ml), then the
-    mirror decision of xapi_vm_migrate.ml for every mapped VDI."""
+    """VM.migrate_send: the assert first, then the mirror decisions.
+
+    The assert runs first as in message_forwarding.ml; then
+    xapi_vm_migrate.ml's mirror decision for every mapped VDI.
+    """
     target, dest_host, vm_rec, vbds, vifs = _plan(pool, vm, dest, live,
                                                   vdi_map, vif_map)
     intra = target is pool

@@ -155,11 +155,11 @@ class Backend(object):
 
 
 class IscsiBackend(Backend):
-    """Raw iSCSI, one VDI per LUN (xapi-project/sm drivers/RawISCSISR.py,
-    drivers/BaseISCSI.py, drivers/LUNperVDI.py).
+    """Raw iSCSI, one VDI per LUN.
 
-    Its capabilities have neither VDI_MIRROR nor VDI_SNAPSHOT, so storage
-    motion refuses its VDIs (see :mod:`migration`).
+    xapi-project/sm drivers/RawISCSISR.py, drivers/BaseISCSI.py,
+    drivers/LUNperVDI.py.  Its capabilities have neither VDI_MIRROR nor
+    VDI_SNAPSHOT, so storage motion refuses its VDIs (see :mod:`migration`).
     """
 
     type = "iscsi"

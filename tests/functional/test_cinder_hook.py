@@ -397,8 +397,10 @@ class TestEndToEndSimulator(CinderHookTestCase):
         self.host = self.x.pool.get_master(self.x.pool.get_all()[0])
 
     def scsi_id_config(self, device_config, lun=0):
-        """XenServer's two-step lvmoiscsi flow: the LUN's SCSIid via a
-        probe that lists the LUNs (SR_BACKEND_FAILURE_107)."""
+        """The LUN's SCSIid, found as XenServer's tools find it.
+
+        A probe without it lists the LUNs (SR_BACKEND_FAILURE_107).
+        """
         session = xenapi_session.XenAPISession(self.sim.session(0))
         return volume_utils.lvmoiscsi_device_config(session, device_config,
                                                     lun)

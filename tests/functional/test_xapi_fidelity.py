@@ -104,10 +104,13 @@ class FidelityTestCase(base.TestCase):
 
 
 class Rule1LvmoiscsiNeedsScsiIdTest(FidelityTestCase):
-    """xapi-project/sm drivers/LVHDoISCSISR.py ``load``: no SCSIid ->
+    """Rule 1: lvmoiscsi needs SCSIid.
+
+    xapi-project/sm drivers/LVHDoISCSISR.py ``load``: no SCSIid ->
     ``ConfigSCSIid`` (SR_BACKEND_FAILURE_107, drivers/XE_SR_ERRORCODES.xml)
     with ``print_LUNs_XML``'s ``<iscsi-target><LUN>`` list; the LUN is
-    found by SCSIid only."""
+    found by SCSIid only.
+    """
 
     def test_probe_plug_create_without_scsi_id_list_the_luns(self):
         self.lvhd_lun(0)
@@ -173,9 +176,12 @@ class Rule1LvmoiscsiNeedsScsiIdTest(FidelityTestCase):
 
 
 class Rule2LvhdSrUuidShapeTest(FidelityTestCase):
-    """xapi-project/sm drivers/LVHDSR.py ``attach``: ``util.match_uuid``
+    """Rule 2: an LVHD SR uuid must be uuid-shaped.
+
+    xapi-project/sm drivers/LVHDSR.py ``attach``: ``util.match_uuid``
     (drivers/util.py, lowercase 8-4-4-4-12 hex) or SRUnavailable (47),
-    re-wrapped as 47 by drivers/LVHDoISCSISR.py ``attach``."""
+    re-wrapped as 47 by drivers/LVHDoISCSISR.py ``attach``.
+    """
 
     def test_legacy_named_lvhd_sr_does_not_plug(self):
         # The VG really is VG_XenStorage-FA15E-D15C-...: only the uuid
@@ -204,11 +210,14 @@ class Rule2LvhdSrUuidShapeTest(FidelityTestCase):
 
 
 class Rule3StorageMotionCapabilityTest(FidelityTestCase):
-    """xapi-project/xen-api ocaml/xapi/xapi_vm_migrate.ml
+    """Rule 3: storage motion needs SR types that can mirror.
+
+    xapi-project/xen-api ocaml/xapi/xapi_vm_migrate.ml
     ``assert_sr_support_operations`` (CA-219436, XenServer 7.1): a VDI whose
     destination SR does not match needs VDI_MIRROR and VDI_SNAPSHOT, which
     sm drivers/RawISCSISR.py ``CAPABILITIES`` lack; ``migrate_send`` runs
-    the assert first (ocaml/xapi/message_forwarding.ml)."""
+    the assert first (ocaml/xapi/message_forwarding.ml).
+    """
 
     def setUp(self):
         super().setUp()
@@ -284,8 +293,11 @@ class Rule3StorageMotionCapabilityTest(FidelityTestCase):
 
 
 class Rule4VdiNotInMapTest(FidelityTestCase):
-    """xapi-project/xen-api ocaml/xapi/xapi_vm_migrate.ml ``check_vdi_map``:
-    every VDI of the VM must be mapped, intra-pool too."""
+    """Rule 4: VDI_NOT_IN_MAP.
+
+    xapi-project/xen-api ocaml/xapi/xapi_vm_migrate.ml ``check_vdi_map``:
+    every VDI of the VM must be mapped, intra-pool too.
+    """
 
     def test_intra_pool_unmapped_vdi(self):
         self.san.create_lun(PORTAL, IQN, 0, 8 * MiB)
@@ -302,10 +314,13 @@ class Rule4VdiNotInMapTest(FidelityTestCase):
 
 
 class Rule5ScanOfATakenVdiUuidTest(FidelityTestCase):
-    """xapi-project/sm drivers/SR.py ``ScanRecord`` introduces new VDIs one
+    """Rule 5: a scan meeting a taken VDI uuid.
+
+    xapi-project/sm drivers/SR.py ``ScanRecord`` introduces new VDIs one
     by one through drivers/VDI.py ``_db_introduce``; XAPI's uniqueness
     failure comes back as the opterr of SR_BACKEND_FAILURE_40 (SRScan),
-    drivers/SRCommand.py."""
+    drivers/SRCommand.py.
+    """
 
     def assertScanClash(self, sr, vdi_uuid):
         exc = self.assertRaises(XenAPI.Failure, self.x.SR.scan, sr)
@@ -343,9 +358,12 @@ class Rule5ScanOfATakenVdiUuidTest(FidelityTestCase):
 
 
 class Rule6UuidUniqueAcrossClassesTest(FidelityTestCase):
-    """xapi-project/xen-api ocaml/database/db_cache_types.ml: one uuid
+    """Rule 6: uuids are unique across classes.
+
+    xapi-project/xen-api ocaml/database/db_cache_types.ml: one uuid
     index over every table, so SR.introduce of a VDI's or VM's uuid gives
-    SR_UUID_EXISTS (ocaml/xapi/xapi_sr.ml ``introduce``)."""
+    SR_UUID_EXISTS (ocaml/xapi/xapi_sr.ml ``introduce``).
+    """
 
     def test_sr_with_a_vdi_or_vm_uuid(self):
         self.san.create_lun(PORTAL, IQN, 0, 8 * MiB)
@@ -361,9 +379,12 @@ class Rule6UuidUniqueAcrossClassesTest(FidelityTestCase):
 
 
 class Rule8SrDestroyAndScanTest(FidelityTestCase):
-    """xapi-project/xen-api ocaml/xapi/xapi_sr_operations.ml (SR_HAS_PBD,
+    """Rule 8: SR.destroy and SR.scan checks.
+
+    xapi-project/xen-api ocaml/xapi/xapi_sr_operations.ml (SR_HAS_PBD,
     SR_NO_PBDS, SR_NOT_EMPTY for destroy) and message_forwarding.ml
-    ``forward_sr_op`` (a scan needs a plugged PBD: SR_NO_PBDS)."""
+    ``forward_sr_op`` (a scan needs a plugged PBD: SR_NO_PBDS).
+    """
 
     def test_destroy_and_scan_rules(self):
         self.san.create_lun(PORTAL, IQN, 0, 8 * MiB)
@@ -389,9 +410,12 @@ class Rule8SrDestroyAndScanTest(FidelityTestCase):
 
 
 class Rule9LvhdAttachRewritesSmConfigTest(FidelityTestCase):
-    """xapi-project/sm drivers/LVHDSR.py: attach and scan on the master set
+    """Rule 9: LVHD attach is not read-only.
+
+    xapi-project/sm drivers/LVHDSR.py: attach and scan on the master set
     the SR's sm_config to ``{allocation, use_vhd}``
-    (``_synchSmConfigWithMetaData``, ``update``)."""
+    (``_synchSmConfigWithMetaData``, ``update``).
+    """
 
     def test_plug_replaces_sm_config(self):
         _, sr_uuid, _ = self.lvhd_lun(0)
@@ -517,8 +541,11 @@ class Rule10SmallerRulesTest(FidelityTestCase):
 
 
 class Rule11LoginCredentialsTest(base.TestCase):
-    """ocaml/xapi/xapi_session.ml ``login_with_password``: a wrong password
-    is SESSION_AUTHENTICATION_FAILED [user, message]."""
+    """Rule 11: login checks the password.
+
+    ocaml/xapi/xapi_session.ml ``login_with_password``: a wrong password
+    is SESSION_AUTHENTICATION_FAILED [user, message].
+    """
 
     def test_fixture_credentials(self):
         sim = self.useFixture(fixture.SimulatorFixture(
