@@ -205,9 +205,6 @@ class Database(object):
             raise errors.uuid_invalid(cls, uuid)
         return refs[0]
 
-    def uuid_in_use(self, cls, uuid):
-        return bool(self.find(cls, uuid=uuid))
-
     def uuid_taken(self, uuid):
         """Whether any record of any class has this uuid.
 

@@ -287,7 +287,7 @@ def _move_vm(pool, target, dest_host, vm, vm_rec, vbds, vifs, new_vdi,
              vif_map):
     with target.lock:
         db = target.db
-        if db.uuid_in_use("VM", vm_rec["uuid"]):
+        if db.uuid_taken(vm_rec["uuid"]):
             raise errors.uniqueness_violation("VM", "uuid", vm_rec["uuid"])
         fields = {k: v for k, v in vm_rec.items()
                   if k in dbmod.DEFAULTS["VM"] and k not in _VM_NOT_COPIED}

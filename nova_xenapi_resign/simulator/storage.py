@@ -684,6 +684,7 @@ def vdi_introduce(pool, session, uuid, name_label, name_description, sr,
         if db.get("VDI", ref, "SR") == sr:
             # SM's vdi_introduce of a known VDI: XAPI hands back the record.
             return ref
+    if db.uuid_taken(uuid):
         raise errors.uniqueness_violation("VDI", "uuid", uuid)
     fields = dict(
         name_label=name_label, name_description=name_description,

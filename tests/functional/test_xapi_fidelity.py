@@ -376,6 +376,13 @@ class Rule6UuidUniqueAcrossClassesTest(FidelityTestCase):
                                self.x.SR.introduce, taken, "l", "",
                                "iscsi", "", False, {})
         self.assertEqual(before, len(self.x.SR.get_all()))
+        # Nor may a VDI take an SR's uuid.
+        exc = self.assertRaises(XenAPI.Failure, self.x.VDI.introduce,
+                                LEGACY, "l", "", sr, "user", False, False,
+                                {}, "loc", {}, {})
+        self.assertEqual(
+            ["INTERNAL_ERROR", 'Db_exn.Uniqueness_constraint_violation('
+             '"VDI", "uuid", "%s")' % LEGACY], exc.details)
 
 
 class Rule8SrDestroyAndScanTest(FidelityTestCase):

@@ -58,6 +58,13 @@ class DatabaseTest(base.TestCase):
         db.destroy("VDI", vdi)
         self.assertEqual([], db.get("SR", sr, "VDIs"))
 
+    def test_uuid_taken_spans_every_class(self):
+        db = dbmod.Database()
+        db.create("VM", uuid="shared-uuid")
+        self.assertTrue(db.uuid_taken("shared-uuid"))
+        self.assertFalse(db.uuid_taken("other-uuid"))
+        self.assertEqual([], db.find("SR", uuid="shared-uuid"))
+
     def test_errors(self):
         db = dbmod.Database()
         exc = self.assertRaises(errors.XapiError, db.raw, "SR", "OpaqueRef:x")
