@@ -4,11 +4,16 @@ Two SR types read the SAN:
 
 ``iscsi``      raw iSCSI (what Nova attaches): one VDI per LUN behind the
                target, its uuid derived from the LUN's SCSI id so that every
-               pool names it the same, ``sm_config["LUNid"]`` = the LUN.
-``lvmoiscsi``  an LVHD SR on one LUN: the VG must be
+               pool names it the same (``location`` = that uuid,
+               ``sm_config``: ``LUNid``, ``SCSIid``, ``backend-kind=vbd``);
+               it cannot be mirrored by storage motion.
+``lvmoiscsi``  an LVHD SR on the LUN named by ``device_config["SCSIid"]``:
+               the SR uuid must be uuid-shaped and the VG
                ``VG_XenStorage-<sr uuid>``; VDIs come from the LUN's LVHD
                metadata, read by the project's ``lvhd`` library through
                :class:`LvhdReader` (injectable for unit tests).
+
+Each rule cites the xapi-project/sm or xapi-project/xen-api code it follows.
 
 Every function here runs with the pool lock held (the dispatcher takes it).
 """
