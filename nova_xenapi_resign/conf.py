@@ -80,8 +80,10 @@ Related options:
         help="""
 Refuse a volume-backed live migration unless ``relax-xsm-sr-check`` is on.
 
-Without the relaxed check XAPI mirrors every VDI of a cross-pool migration,
-and for a LUN shared by both pools a mirror reads and writes the same LUN.
+Without the relaxed check XAPI treats every VDI of a cross-pool migration as
+one to move: it refuses a raw ``iscsi`` volume SR
+(``SR_DOES_NOT_SUPPORT_MIGRATION``) and would mirror an ``lvmoiscsi`` (LVHD)
+volume SR, reading and writing the same LUN from both pools.
 The check is made on the source before XAPI is asked to migrate anything.
 
 Possible values:
