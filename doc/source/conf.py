@@ -12,6 +12,8 @@ author = "nova-xenapi-resign developers"
 
 extensions = [
     "oslo_config.sphinxext",
+    # Release notes from releasenotes/notes (reno reads them from git).
+    "reno.sphinxext",
 ]
 
 master_doc = "index"
