@@ -53,6 +53,16 @@ def make_venv():
     check([sys.executable, "-m", "virtualenv", VENV])
 
 
+def package_count(line):
+    """'Successfully installed a-1 b-2' -> 'Successfully installed: 2'."""
+    if ":" in line:
+        what, _, names = line.partition(":")
+    else:
+        words = line.split()
+        what, names = " ".join(words[:2]), " ".join(words[2:])
+    return "%s: %d" % (what.strip(), len(names.split()))
+
+
 def pip_install(args, env):
     """Run pip, printing one numbered line per package it collects.
 
@@ -75,8 +85,7 @@ def pip_install(args, env):
             count += 1
             say("  [%d] %s" % (count, line.split()[1]))
         elif line.startswith(("Installing collected", "Successfully")):
-            what, _, names = line.partition(":")
-            say("  %s (%d packages)" % (what.strip(), len(names.split())))
+            say("  " + package_count(line))
     if proc.wait() != 0:
         sys.stdout.write("".join(lines))
         sys.exit("run.py: command failed: %s" % " ".join(cmd))
