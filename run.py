@@ -16,6 +16,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 VENV = os.path.join(ROOT, ".venv")
@@ -43,13 +44,51 @@ def check(cmd, **kwargs):
 def make_venv():
     if os.path.exists(os.path.join(BIN, "python")):
         return
+    say("step 1/3: creating %s" % VENV)
     if call([sys.executable, "-m", "venv", VENV]) == 0:
         return
     # Debian without python3-venv: fall back to virtualenv from PyPI.
     shutil.rmtree(VENV, ignore_errors=True)
-    check([sys.executable, "-m", "pip", "install", "--user", "-q",
-           "virtualenv"])
+    check([sys.executable, "-m", "pip", "install", "--user", "virtualenv"])
     check([sys.executable, "-m", "virtualenv", VENV])
+
+
+def package_count(line):
+    """'Successfully installed a-1 b-2' -> 'Successfully installed: 2'."""
+    if ":" in line:
+        what, _, names = line.partition(":")
+    else:
+        words = line.split()
+        what, names = " ".join(words[:2]), " ".join(words[2:])
+    return "%s: %d" % (what.strip(), len(names.split()))
+
+
+def pip_install(args, env):
+    """Run pip, printing one numbered line per package it collects.
+
+    pip's full output (hundreds of lines, no progress bar when not on a
+    terminal) is kept and shown only if pip fails, so a first run shows
+    steady progress instead of a minute of silence.
+    """
+    cmd = [os.path.join(BIN, "python"), "-m", "pip", "install",
+           "--progress-bar", "off"] + args
+    say("$ " + " ".join(cmd))
+    proc = subprocess.Popen(cmd, cwd=ROOT,
+                            env=dict(env, PYTHONUNBUFFERED="1"),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    lines = []
+    count = 0
+    for line in proc.stdout:
+        lines.append(line)
+        if line.startswith(("Collecting ", "Obtaining ")):
+            count += 1
+            say("  [%d] %s" % (count, line.split()[1]))
+        elif line.startswith(("Installing collected", "Successfully")):
+            say("  " + package_count(line))
+    if proc.wait() != 0:
+        sys.stdout.write("".join(lines))
+        sys.exit("run.py: command failed: %s" % " ".join(cmd))
 
 
 def install():
@@ -64,12 +103,16 @@ def install():
     env = dict(os.environ)
     if not os.path.isdir(os.path.join(ROOT, ".git")):
         env.setdefault("PBR_VERSION", "0.0.0")
-    pip = [os.path.join(BIN, "python"), "-m", "pip", "install", "-q"]
-    check(pip + ["--upgrade", "pip"], env=env)
-    check(pip + ["-r", "requirements.txt", "-r", "test-requirements.txt",
-                 "-e", "."], env=env)
+    start = time.monotonic()
+    say("step 2/3: upgrading pip in .venv")
+    pip_install(["--upgrade", "pip"], env)
+    say("step 3/3: installing the requirements and this project into .venv "
+        "(about a minute the first time; skipped while they are unchanged)")
+    pip_install(["-r", "requirements.txt", "-r", "test-requirements.txt",
+                 "-e", "."], env)
     with open(stamp, "w") as f:
         f.write(digest.hexdigest())
+    say("installed in %.0f s" % (time.monotonic() - start))
 
 
 def install_debian_tools():
