@@ -227,6 +227,10 @@ def _read_vhd(dev, lv: LvInfo, problems: list[Problem]) -> _VhdFacts:
         region = min(found.region_end, lv.size)
         if region > len(start):
             start = read_lv(dev, lv, 0, region)
+        vhd.check_primary_footer(
+            found.footer, found.header,
+            lambda offset, length: read_lv(dev, lv, offset, length),
+            lv.size, "%s:%s" % (dev.path, lv.name))
         facts = _VhdFacts(hidden=found.footer.is_hidden,
                           virtual_size=found.footer.current_size,
                           region=region)
