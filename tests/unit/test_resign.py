@@ -369,7 +369,7 @@ class TestBackupBinding(ResignTestCase):
                                "does not match this device")
         self.assertNotRestored(other, result.backup_path, "")
         self.assertNotRestored(self.later_clone(), result.backup_path,
-                               "VG seqno")
+                               "at byte 4096 (mda header at 4096")
         # An untouched copy of the original: nothing to write.
         copy = os.path.join(self.tmpdir, "copy.img")
         with open(copy, "wb") as f:
