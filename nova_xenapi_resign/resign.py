@@ -63,10 +63,13 @@ JOURNALS_RENAME = "rename"
 _FATAL_PROBLEMS = frozenset((
     "not-lvhd", "multiple-pvs", "bad-mgt", "bad-vhd", "unsupported-segment",
     "locator-mismatch", "foreign-parent", "missing-parent", "mgt-sr-uuid",
-    "pv-id-mismatch", "no-mgt", "record-without-lv", "lv-without-record"))
+    "pv-id-mismatch", "no-mgt", "record-without-lv", "lv-without-record",
+    "unmappable-record"))
 # Problems a half-finished resignature leaves behind.
 _PARTIAL_PROBLEMS = frozenset(("pv-id-mismatch", "mgt-sr-uuid",
-                               "foreign-parent", "locator-mismatch"))
+                               "foreign-parent", "locator-mismatch",
+                               "record-without-lv", "lv-without-record",
+                               "unmappable-record"))
 
 PHASE_CONTENT = "vhd+mgt"
 PHASE_TEXT = "lvm-text"
@@ -99,7 +102,17 @@ def new_lvm_id(target_sr_uuid: str, role: str, old_id: str) -> str:
                                   if lvm_text.is_lvm_id(old_id) else old_id)
 
 
+def renames(target_sr_uuid: str) -> sr_mod.Renames:
+    """The identity functions of a resignature to ``target_sr_uuid``."""
+    return sr_mod.Renames(
+        target=target_sr_uuid,
+        vdi=lambda old: new_vdi_uuid(target_sr_uuid, old),
+        pv=lambda old: new_lvm_id(target_sr_uuid, "pv", old))
+
+
 _SR_UUID = re.compile("^%s$" % sr_mod.UUID_RE)
+_PRECOMMITTED_VG = re.compile(r"\s*%s(%s)\s*\{" % (sr_mod.VG_PREFIX,
+                                                  sr_mod.UUID_RE))
 
 
 def check_target(target_sr_uuid: object) -> None:
@@ -336,7 +349,7 @@ def prove_backup(dev, b: backup_mod.Backup) -> Proof:
                      "bytes" % (b.device_size, dev.size))
     view = backup_mod.OriginalView(dev, b)
     try:
-        original = sr_mod.inspect(view)
+        original = sr_mod.inspect(view, renames(b.target_sr_uuid))
     except exception.FormatError as exc:
         raise refuse("read through the backup it is no LVHD SR (%s)" % exc)
     for field, found, expected in (
@@ -401,14 +414,44 @@ def inspect(dev, backup_dir: str | None = None,
                           proof.backup)
     if current is None:
         raise error
-    # Without its backup, an interrupted run still shows: identifiers of
-    # two SRs at once, or a precommitted copy of our text.
-    partial = any(p.code in _PARTIAL_PROBLEMS for p in current.problems)
-    pending = any(m.precommitted_text and MARKER in m.precommitted_text
-                  .decode("utf-8", "replace") for m in current.pv.mdas)
-    state = STATE_RESIGNING if (partial or pending) else STATE_ORIGINAL
-    return Inspection(dev.path, dev.size, state, current, current,
-                      _regions(dev, current), None)
+    if not _looks_interrupted(current):
+        return Inspection(dev.path, dev.size, STATE_ORIGINAL, current,
+                          current, _regions(dev, current), None)
+    # No backup: read the device as it was before the interrupted run,
+    # if the on-disk state tells (see sr.Renames).  What still does not
+    # fit is refused by check_safe.
+    target = target_sr_uuid or _interrupted_target(current)
+    original = current
+    if target is not None and _SR_UUID.match(target):
+        original = sr_mod.inspect(dev, renames(target))
+    return Inspection(dev.path, dev.size, STATE_RESIGNING, current, original,
+                      _regions(dev, original), None)
+
+
+def _pending(sr: sr_mod.LvhdSr) -> bool:
+    """Does a metadata area hold a precommitted copy of our text?"""
+    return any(m.precommitted_text and MARKER in m.precommitted_text
+               .decode("utf-8", "replace") for m in sr.pv.mdas)
+
+
+def _looks_interrupted(sr: sr_mod.LvhdSr) -> bool:
+    """Identifiers of two SRs at once, or our text precommitted."""
+    return _pending(sr) or any(p.code in _PARTIAL_PROBLEMS
+                               for p in sr.problems)
+
+
+def _interrupted_target(sr: sr_mod.LvhdSr) -> str | None:
+    """The one SR uuid an interrupted run was renaming ``sr`` to, if any."""
+    found = {v.parent_sr_uuid for v in sr.vdis if v.parent_uuid}
+    if sr.mgt is not None:
+        found.add(sr.mgt.sr_info.uuid)
+    for m in sr.pv.mdas:
+        match = _PRECOMMITTED_VG.match((m.precommitted_text or b"").decode(
+            "utf-8", "replace"))
+        if match:
+            found.add(match.group(1))
+    found.discard(sr.sr_uuid)
+    return found.pop() if len(found) == 1 else None
 
 
 # --- refusals and planning ---
@@ -421,12 +464,17 @@ def check_safe(insp: Inspection, target_sr_uuid: str,
                options: Options = Options()) -> None:
     """Refuse what cannot be resigned consistently; nothing is written."""
     sr = insp.original
-    if insp.state == STATE_RESIGNING and insp.backup is None:
+    if insp.state == STATE_RESIGNING and insp.backup is None and any(
+            p.code in _PARTIAL_PROBLEMS for p in sr.problems):
+        other = _interrupted_target(insp.sr) if insp.sr else None
         raise _refuse(insp.device, "this looks like an interrupted "
-                      "resignature (%s), but its backup is not in the backup "
+                      "resignature%s (%s) that the device's own state "
+                      "cannot finish, and its backup is not in the backup "
                       "directory; pass the --backup-dir it used, or restore "
-                      "the device" % ("; ".join(
-                          p.code for p in sr.problems) or "precommitted"))
+                      "the device" % (
+                          " to %s" % other if other and other !=
+                          target_sr_uuid else "",
+                          "; ".join(p.code for p in sr.problems)))
     fatal = [p for p in sr.problems if p.code in _FATAL_PROBLEMS]
     if fatal:
         raise _refuse(insp.device, "; ".join(str(p) for p in fatal))

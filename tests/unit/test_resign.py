@@ -283,8 +283,12 @@ class TestRefusals(ResignTestCase):
 
     def test_torn_mgt_write_without_backup(self):
         # The MGT write of a crashed run landed except for the SR sector,
-        # and the rerun cannot reach the backup: refuse, do not map a
-        # record twice.
+        # and the rerun cannot reach the backup.  The record uuids are new
+        # uuids of the LVs' (old) uuids: the rerun reads them as the old
+        # ones and ends as an uninterrupted run, mapping no record twice.
+        reference = os.path.join(self.tmpdir, "reference.img")
+        shutil.copyfile(self.image, reference)
+        self.resign(reference, backup_dir=os.path.join(self.tmpdir, "ref"))
         [mgt] = [w for w in self.resign(dry_run=True).plan.writes
                  if w.what == "MGT"]
         changed = [i for i in range(0, len(mgt.data), 512)
@@ -295,8 +299,29 @@ class TestRefusals(ResignTestCase):
             for i in changed[1:]:
                 f.seek(mgt.offset + i)
                 f.write(mgt.data[i:i + 512])
-        self.pristine = read(self.image)
-        self.assertRefused("record-without-lv")
+        with device.open_device(self.image) as dev:
+            insp = resign.inspect(dev, self.backups, TARGET)
+        self.assertEqual(resign.STATE_RESIGNING, insp.state)
+        self.assertEqual(("MGT",), insp.original.renamed)
+        self.assertEqual((), insp.original.problems)
+        self.resign()
+        self.assertEqual(read(reference), read(self.image))
+
+    def test_interrupted_to_another_target_without_backup(self):
+        other = "0f0e0d0c-0b0a-4909-8807-060504030201"
+
+        label = [w.phase for w in self.resign(
+            target=other, dry_run=True).plan.writes].index(resign.PHASE_LABEL)
+
+        def opener(p, writable=False):
+            return CrashingDevice(p, writable, label + 1, False)
+        self.assertRaises(Crash, self.resign, target=other, opener=opener)
+        before = read(self.image)
+        exc = self.assertRaises(
+            exception.UnsafeOperation, self.resign,
+            backup_dir=os.path.join(self.tmpdir, "elsewhere"))
+        self.assertIn("interrupted resignature to %s" % other, str(exc))
+        self.assertEqual(before, read(self.image))
 
     def _primary_footer(self, lv_name):
         lv = sr_mod.inspect_path(self.image).lv(lv_name)
@@ -423,13 +448,37 @@ class TestCrashSafety(ResignTestCase):
                 self.assertEqual(resign.STATE_RESIGNED, result.state)
         self.assertIn(resign.STATE_RESIGNING, seen)
 
-    def test_interrupted_without_backup_is_refused(self):
-        def opener(p, writable=False):
-            return CrashingDevice(p, writable, 3, False)
-        self.assertRaises(Crash, self.resign, opener=opener)
-        before = read(self.image)
-        exc = self.assertRaises(
-            exception.UnsafeOperation, self.resign,
-            backup_dir=os.path.join(self.tmpdir, "elsewhere"))
-        self.assertIn("interrupted", str(exc))
-        self.assertEqual(before, read(self.image))
+    def test_every_crash_point_without_the_backup(self):
+        # The rerun cannot reach the backup (another host, another
+        # --backup-dir, a lost directory entry): it must end byte-identical
+        # to an uninterrupted run, or refuse with nothing written.
+        reference = os.path.join(self.tmpdir, "reference.img")
+        shutil.copyfile(self.image, reference)
+        ref = self.resign(reference, backup_dir=os.path.join(self.tmpdir,
+                                                             "ref"))
+        expected = read(reference)
+        outcomes = {}
+        for k in range(1, ref.writes + 1):
+            for torn in (False, True):
+                path = os.path.join(self.tmpdir, "crash.img")
+                with open(path, "wb") as f:
+                    f.write(self.pristine)
+
+                def opener(p, writable=False):
+                    return CrashingDevice(p, writable, k, torn)
+                self.assertRaises(Crash, self.resign, path, opener=opener)
+                crashed = read(path)
+                elsewhere = os.path.join(self.tmpdir, "e-%d-%s" % (k, torn))
+                try:
+                    self.resign(path, backup_dir=elsewhere)
+                except exception.UnsafeOperation:
+                    self.assertEqual(crashed, read(path))
+                    outcomes[(k, torn)] = "refused"
+                else:
+                    self.assertEqual(expected, read(path),
+                                     "k=%d torn=%s" % (k, torn))
+                    outcomes[(k, torn)] = "finished"
+        # Every clean crash point finishes from the device's own state.
+        self.assertEqual({"finished"}, {v for (k, torn), v in
+                                        outcomes.items() if not torn},
+                         outcomes)
