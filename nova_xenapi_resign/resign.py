@@ -37,13 +37,13 @@ import uuid
 
 from nova_xenapi_resign import backup as backup_mod
 from nova_xenapi_resign import exception
-from nova_xenapi_resign import sr_naming
 from nova_xenapi_resign.lvhd import device as device_mod
 from nova_xenapi_resign.lvhd import lvm
 from nova_xenapi_resign.lvhd import lvm_text
 from nova_xenapi_resign.lvhd import sr as sr_mod
 from nova_xenapi_resign.lvhd import srmetadata
 from nova_xenapi_resign.lvhd import vhd
+from nova_xenapi_resign import sr_naming
 
 LOG = logging.getLogger(__name__)
 
@@ -111,8 +111,8 @@ def renames(target_sr_uuid: str) -> sr_mod.Renames:
 
 
 _SR_UUID = re.compile("^%s$" % sr_mod.UUID_RE)
-_PRECOMMITTED_VG = re.compile(r"\s*%s(%s)\s*\{" % (sr_mod.VG_PREFIX,
-                                                  sr_mod.UUID_RE))
+_PRECOMMITTED_VG = re.compile(r"\s*%s(%s)\s*\{"
+                              % (sr_mod.VG_PREFIX, sr_mod.UUID_RE))
 
 
 def check_target(target_sr_uuid: object) -> None:

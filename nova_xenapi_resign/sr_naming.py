@@ -19,8 +19,8 @@ map, the Cinder hook, the CLI - derives names here and nowhere else.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 import json
+from typing import Any
 import uuid
 
 from oslo_utils import strutils
