@@ -189,4 +189,3 @@ class TestSimulatorInput(CliTestCase):
         _, err = self.cli(2, "simulator", "--san", self.image)
         self.assertIn("not a directory", err)
         self.assertEqual(self.pristine, read(self.image))
-
