@@ -278,7 +278,6 @@ class Proof:
     backup: backup_mod.Backup
     view: backup_mod.OriginalView
     original: sr_mod.LvhdSr
-    plan: Plan
     #: Sectors that no longer hold the backup's original bytes.
     changed_sectors: int
 
@@ -373,7 +372,7 @@ def prove_backup(dev, b: backup_mod.Backup) -> Proof:
     reason, changed = _mismatch_reason(dev, b, p)
     if reason is not None:
         raise refuse(reason)
-    return Proof(b, view, original, p, changed)
+    return Proof(b, view, original, changed)
 
 
 def _find_proof(dev, backup_dir: str | None,

@@ -266,7 +266,6 @@ class TestRefusals(ResignTestCase):
         self.assertIn("jvhd_" + resign.new_vdi_uuid(TARGET, RAW), names)
         self.assertTrue(result.changed)
 
-
     def test_mgt_and_lvm_disagree(self):
         # The raw VDI's LV without its MGT record, then a record (a changed
         # VDI uuid) without an LV: inspect lists them, resign refuses.
