@@ -2,7 +2,10 @@
 
 Before the first write of a resignature every byte range it will overwrite
 (plus the whole LVM metadata region) is copied into one backup file, which
-is fsynced together with its directory.  The file serves three purposes:
+is fsynced together with its directory and every directory created for it.
+Its name carries a digest of the original bytes, so clones of one LUN
+(which share a PV id) never share a backup.  The file serves three
+purposes:
 
 * ``xenapi-resign restore`` puts the original bytes back;
 * a resignature interrupted half-way (a crash, a torn sector) is resumed by

@@ -18,7 +18,13 @@ Three properties matter more than speed:
   first write every range to be touched is backed up (:mod:`backup`).  A run
   interrupted anywhere - even by a torn sector - is resumed by planning
   again from the original bytes, read through the backup, and repeating
-  every write: the result is byte-identical to an uninterrupted run.
+  every write: the result is byte-identical to an uninterrupted run.  A
+  backup is used only once :func:`prove_backup` shows it was taken of this
+  device and the device holds nothing but its bytes and this run's.  When
+  the backup is out of reach, the old ids the crashed run already replaced
+  are read back from the new ones (:class:`~.lvhd.sr.Renames`) and the run
+  finishes the same way; only torn checksummed sectors and the like are
+  refused.
 * **Safe.** Only the clone is opened for writing (block devices ``O_EXCL``);
   anything the engine cannot map consistently is refused before the first
   write (:class:`~nova_xenapi_resign.exception.UnsafeOperation`).
