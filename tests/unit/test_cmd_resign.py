@@ -88,6 +88,13 @@ class TestExitCodes(CliTestCase):
             self.assertIn("nonexistent", err)
         _, err = self.cli(1, "restore", missing, "--backup", self.image)
         self.assertIn("not a xenapi-resign backup", err)
+        # inspect only reads: a device without an SR is an error, not a
+        # refusal (resign refuses it with 3, see test_3_refused).
+        blank = os.path.join(self.tmpdir, "blank.img")
+        with open(blank, "wb") as f:
+            f.truncate(1 << 20)
+        _, err = self.cli(1, "inspect", blank)
+        self.assertIn("no LVM2 label", err)
         self.assertEqual(self.pristine, read(self.image))
 
     def test_2_usage(self):
