@@ -419,17 +419,19 @@ def inspect(dev, backup_dir: str | None = None,
                           proof.backup)
     if current is None:
         raise error
-    if not _looks_interrupted(current):
-        return Inspection(dev.path, dev.size, STATE_ORIGINAL, current,
-                          current, _regions(dev, current), None)
-    # No backup: read the device as it was before the interrupted run,
-    # if the on-disk state tells (see sr.Renames).  What still does not
-    # fit is refused by check_safe.
-    target = target_sr_uuid or _interrupted_target(current)
-    original = current
-    if target is not None and _SR_UUID.match(target):
-        original = sr_mod.inspect(dev, renames(target))
-    return Inspection(dev.path, dev.size, STATE_RESIGNING, current, original,
+    # No backup: read the device as it was before an interrupted run, if
+    # its own state tells (see sr.Renames).  What still does not fit is
+    # refused by check_safe; an SR that is merely inconsistent (no trace
+    # of a run) is an original with problems.
+    original, state = current, STATE_ORIGINAL
+    if _looks_interrupted(current):
+        target = target_sr_uuid or _interrupted_target(current)
+        if target is not None and _SR_UUID.match(target):
+            original = sr_mod.inspect(dev, renames(target))
+        if (original.renamed or _pending(current)
+                or _interrupted_target(current) is not None):
+            state = STATE_RESIGNING
+    return Inspection(dev.path, dev.size, state, current, original,
                       _regions(dev, original), None)
 
 

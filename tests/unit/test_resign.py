@@ -276,8 +276,11 @@ class TestRefusals(ResignTestCase):
             with device.open_device(self.image, writable=True) as dev:
                 write_mgt(dev, vdis)
             self.pristine = read(self.image)
-            self.assertIn(code, [p.code for p in
-                                 sr_mod.inspect_path(self.image).problems])
+            with device.open_device(self.image) as dev:
+                insp = resign.inspect(dev, self.backups, TARGET)
+            # No trace of a resignature: an original with problems.
+            self.assertEqual(resign.STATE_ORIGINAL, insp.state)
+            self.assertIn(code, [p.code for p in insp.sr.problems])
             self.assertRefused(code)
 
     def test_torn_mgt_write_without_backup(self):
