@@ -484,3 +484,18 @@ class TestCrashSafety(ResignTestCase):
         self.assertEqual({"finished"}, {v for (k, torn), v in
                                         outcomes.items() if not torn},
                          outcomes)
+
+    def test_roll_forward_backup_restores_the_interrupted_state(self):
+        label = [w.phase for w in self.resign(dry_run=True).plan.writes
+                 ].index(resign.PHASE_LABEL)
+
+        def opener(p, writable=False):
+            return CrashingDevice(p, writable, label + 2, False)
+        self.assertRaises(Crash, self.resign, opener=opener)
+        crashed = read(self.image)
+        result = self.resign(backup_dir=os.path.join(self.tmpdir, "other"))
+        self.assertEqual(TARGET, sr_mod.inspect_path(self.image).sr_uuid)
+        self.assertNotEqual(crashed, read(self.image))
+        resign.restore_device(self.image, result.backup_path,
+                              lock_path=self.locks)
+        self.assertEqual(crashed, read(self.image))
