@@ -349,6 +349,7 @@ class _Undo(object):
         self.renamed: list[str] = []
 
     def mgt(self, mgt, problems: list[Problem]):
+        """The MGT with new SR/VDI uuids read as the old ones."""
         info_new = mgt.sr_info.uuid == self.renames.target
         uuids = [r.uuid for r in mgt.records if r.uuid] + [
             r.snapshot_of for r in mgt.records if r.snapshot_of]
@@ -378,6 +379,7 @@ class _Undo(object):
         return self.sr_uuid, self.vdi[vdi_uuid]
 
     def label(self, pv: lvm.PvOnDisk, vg_pv_id: str) -> lvm.PvOnDisk:
+        """The PV with a label already carrying the new id read as old."""
         if lvm.format_lvm_id(pv.label.pv_id) != self.renames.pv(vg_pv_id):
             return pv
         self.renamed.append("label")
