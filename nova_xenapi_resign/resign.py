@@ -484,7 +484,12 @@ def check_safe(insp: Inspection, target_sr_uuid: str,
                           "; ".join(p.code for p in sr.problems)))
     fatal = [p for p in sr.problems if p.code in _FATAL_PROBLEMS]
     if fatal:
-        raise _refuse(insp.device, "; ".join(str(p) for p in fatal))
+        hint = ""
+        if insp.backup is None and any(p.code in _PARTIAL_PROBLEMS
+                                       for p in fatal):
+            hint = (" (if a resignature of this device was interrupted, "
+                    "pass the --backup-dir it used)")
+        raise _refuse(insp.device, "; ".join(str(p) for p in fatal) + hint)
     if (sr.sr_uuid or "").lower() == target_sr_uuid.lower():
         raise _refuse(insp.device, "the SR uuid is already %s: resigning a "
                       "SR to its own uuid would keep it a duplicate"

@@ -116,7 +116,8 @@ def _options(args):
 def run_plan(args: argparse.Namespace) -> int:
     from nova_xenapi_resign import resign
     result = resign.resign_device(args.device, target_from_args(args),
-                                  dry_run=True, options=_options(args))
+                                  backup_dir=args.backup_dir, dry_run=True,
+                                  options=_options(args))
     if result.plan is None:
         print(result.message)
         return 0

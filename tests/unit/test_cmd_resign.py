@@ -7,6 +7,7 @@ import os
 import fixtures
 
 from nova_xenapi_resign.lvhd import sr as sr_mod
+from nova_xenapi_resign import resign
 from tests import base
 from tests.unit import test_cmd_sr_uuid
 from tests.unit import test_resign
@@ -158,6 +159,27 @@ class TestExitCodes(CliTestCase):
         _, err = self.cli(130, "simulator", "--san",
                           os.path.join(self.tmpdir, "san"))
         self.assertIn("interrupted", err)
+
+
+class TestPlanOfAnInterruptedRun(CliTestCase):
+
+    def test_plan_reads_through_the_backup(self):
+        # A run torn in its first write: only its backup can finish it,
+        # and plan (like resign) finds that backup in --backup-dir.
+        def opener(p, writable=False):
+            return test_resign.CrashingDevice(p, writable, 1, True)
+        self.assertRaises(test_resign.Crash, resign.resign_device,
+                          self.image, TARGET, backup_dir=self.backups,
+                          opener=opener)
+        crashed = read(self.image)
+        out, _ = self.cli(0, "plan", self.image, "--sr-uuid", TARGET,
+                          "--backup-dir", self.backups)
+        self.assertIn("vg-name", out)
+        _, err = self.cli(3, "plan", self.image, "--sr-uuid", TARGET,
+                          "--backup-dir", os.path.join(self.tmpdir, "none"))
+        self.assertIn("locator-mismatch", err)
+        self.assertIn("interrupted, pass the --backup-dir it used", err)
+        self.assertEqual(crashed, read(self.image))
 
 
 class TestPrompt(CliTestCase):
