@@ -70,12 +70,12 @@ _FATAL_PROBLEMS = frozenset((
     "not-lvhd", "multiple-pvs", "bad-mgt", "bad-vhd", "unsupported-segment",
     "locator-mismatch", "foreign-parent", "missing-parent", "mgt-sr-uuid",
     "pv-id-mismatch", "no-mgt", "record-without-lv", "lv-without-record",
-    "unmappable-record"))
+    "unmappable-record", "mda-mismatch"))
 # Problems a half-finished resignature leaves behind.
 _PARTIAL_PROBLEMS = frozenset(("pv-id-mismatch", "mgt-sr-uuid",
                                "foreign-parent", "locator-mismatch",
                                "record-without-lv", "lv-without-record",
-                               "unmappable-record"))
+                               "unmappable-record", "mda-mismatch"))
 
 PHASE_CONTENT = "vhd+mgt"
 PHASE_TEXT = "lvm-text"

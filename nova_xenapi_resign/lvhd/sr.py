@@ -401,6 +401,13 @@ def inspect(dev, renames: Renames | None = None) -> LvhdSr:
             expected="a committed metadata copy", found="none")
     vg = lvm_text.parse_vg(text, dev.path)
     problems: list[Problem] = []
+    if len({m.committed_text for m in pv.mdas
+            if m.committed_text is not None}) > 1:
+        # lvm2 commits every area in turn: a crash between two commits.
+        problems.append(Problem(
+            "mda-mismatch", vg.name, "the metadata areas at %s hold "
+            "different committed metadata; the first is used" % ", ".join(
+                str(m.header.start) for m in pv.mdas)))
     sr_uuid = None
     if vg.name.startswith(VG_PREFIX):
         sr_uuid = vg.name[len(VG_PREFIX):]

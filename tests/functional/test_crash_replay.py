@@ -14,9 +14,8 @@ directory.  From that log the test
   at all): every prefix, every issued set with one write lost (out of
   order), only the last issued write landed, and torn writes (a sector
   cut 40 bytes in, and a multi-sector write cut after its first sector);
-* replays each with the backup reachable and - for prefixes and torn
-  writes - with the backup directory entry lost (or the rerun on another
-  host), and reruns resign.
+* replays each with the backup reachable and with the backup directory
+  entry lost (or the rerun on another host), and reruns resign.
 
 Every state must end byte-identical to an uninterrupted run, or be refused
 with nothing written.
@@ -121,26 +120,26 @@ class WriteLog(object):
         return problems
 
     def states(self):
-        """``(name, [(offset, data)], backup_lost_too)`` crash states."""
+        """``(name, [(offset, data)])`` crash states."""
         durable = []
         for e, epoch in enumerate(self.epochs):
             n = len(epoch)
             for j in range(n + 1):
                 yield "epoch %d: first %d of %d" % (e, j, n), \
-                    durable + epoch[:j], True
+                    durable + epoch[:j]
             for missing in range(n - 1):
                 yield "epoch %d: all but write %d" % (e, missing), \
-                    durable + epoch[:missing] + epoch[missing + 1:], False
+                    durable + epoch[:missing] + epoch[missing + 1:]
             for j in range(1, n):
                 yield "epoch %d: only write %d" % (e, j), \
-                    durable + [epoch[j]], False
+                    durable + [epoch[j]]
             for j, (offset, data) in enumerate(epoch):
                 cut = len(data) - SECTOR + TORN_AT
                 yield "epoch %d: write %d torn in its last sector" % (e, j), \
-                    durable + epoch[:j] + [(offset, data[:cut])], True
+                    durable + epoch[:j] + [(offset, data[:cut])]
                 if len(data) > SECTOR:
                     yield "epoch %d: write %d torn after a sector" % (e, j), \
-                        durable + epoch[:j] + [(offset, data[:SECTOR])], True
+                        durable + epoch[:j] + [(offset, data[:SECTOR])]
             durable = durable + epoch
 
     def ranges(self):
@@ -200,8 +199,8 @@ class CrashReplayTest(base.FunctionalTestCase):
         expected = self.read_ranges(clone, ranges)
         pristine = self.read_ranges(original, ranges)
         outcomes = {"finished": 0, "refused": 0}
-        for state, writes, also_lost in log.states():
-            for lost in ((False, True) if also_lost else (False,)):
+        for state, writes in log.states():
+            for lost in (False, True):
                 outcome = self.rerun(clone, pristine, ranges, writes,
                                      backup_file, lost, expected, state)
                 outcomes[outcome] += 1
