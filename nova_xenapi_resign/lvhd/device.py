@@ -121,10 +121,10 @@ class Device(object):
         return self._fd is None
 
     def identity(self) -> tuple:
-        """A cheap identity for locking.
+        """The opened inode: ("blk", st_rdev) or ("file", st_dev, st_ino).
 
-        ("blk", st_rdev) for a block device, ("file", st_dev, st_ino) for
-        an image file.
+        Different paths to one LUN (a loop device and its backing file) have
+        different inodes; :func:`storage_identity` names the LUN itself.
         """
         if self.is_block:
             return ("blk", self._stat.st_rdev)
