@@ -2,6 +2,7 @@
 code the README documents, the prompt, and bad input without tracebacks."""
 
 import io
+import json
 import os
 
 import fixtures
@@ -175,6 +176,11 @@ class TestPlanOfAnInterruptedRun(CliTestCase):
         out, _ = self.cli(0, "plan", self.image, "--sr-uuid", TARGET,
                           "--backup-dir", self.backups)
         self.assertIn("vg-name", out)
+        out, _ = self.cli(0, "inspect", self.image, "--json",
+                          "--backup-dir", self.backups)
+        [name] = os.listdir(self.backups)
+        self.assertEqual(("resigning", os.path.join(self.backups, name)),
+                         (json.loads(out)["state"], json.loads(out)["backup"]))
         _, err = self.cli(3, "plan", self.image, "--sr-uuid", TARGET,
                           "--backup-dir", os.path.join(self.tmpdir, "none"))
         self.assertIn("locator-mismatch", err)
