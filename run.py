@@ -6,8 +6,9 @@
 
 Needs only Python 3.11+ (with venv or pip). As root on Debian, ``test``
 also installs the Debian packages the functional tests use (lvm2,
-libvhdi-utils, qemu-utils) when they are missing; set RUN_PY_NO_APT=1 to
-stop it. Extra arguments are passed on (to stestr for ``test``).
+libvhdi-utils, qemu-utils, strace) when they are missing; set
+RUN_PY_NO_APT=1 to stop it. Extra arguments are passed on (to stestr for
+``test``).
 """
 
 import hashlib
@@ -24,7 +25,7 @@ BIN = os.path.join(VENV, "bin")
 REQUIREMENTS = ("requirements.txt", "test-requirements.txt", "pyproject.toml",
                 "setup.cfg")
 DEBIAN_TOOLS = {"lvm": "lvm2", "vhdiinfo": "libvhdi-utils",
-                "qemu-img": "qemu-utils"}
+                "qemu-img": "qemu-utils", "strace": "strace"}
 
 
 def say(msg):

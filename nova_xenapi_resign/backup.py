@@ -2,7 +2,10 @@
 
 Before the first write of a resignature every byte range it will overwrite
 (plus the whole LVM metadata region) is copied into one backup file, which
-is fsynced together with its directory.  The file serves three purposes:
+is fsynced together with its directory and every directory created for it.
+Its name carries a digest of the original bytes, so clones of one LUN
+(which share a PV id) never share a backup.  The file serves three
+purposes:
 
 * ``xenapi-resign restore`` puts the original bytes back;
 * a resignature interrupted half-way (a crash, a torn sector) is resumed by
@@ -25,6 +28,7 @@ import hashlib
 import json
 import os
 import re
+import tempfile
 import time
 
 from nova_xenapi_resign import exception
@@ -51,9 +55,18 @@ class Backup:
     target_sr_uuid: str
     source_vg_name: str
     source_pv_id: str
+    source_vg_id: str
+    source_seqno: int
+    journals: str
     created: float
     ranges: tuple[Range, ...]
     data_offset: int
+
+    @property
+    def fingerprint(self) -> str:
+        """A digest of the original bytes: which device state this holds."""
+        return fingerprint((r.offset, r.length, r.sha256)
+                           for r in self.ranges)
 
     def covers(self, offset: int, length: int) -> bool:
         return any(r.offset <= offset and offset + length <= r.offset
@@ -64,14 +77,33 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
 
 
-def backup_path(backup_dir: str, source_pv_id: str, target: str) -> str:
-    """Where the backup of one (source PV, target SR) resignature lives.
+def fingerprint(ranges: Iterable[tuple[int, int, str]]) -> str:
+    """Short digest of (offset, length, sha256) of every backed-up range."""
+    digest = hashlib.sha256()
+    for offset, length, sha in ranges:
+        digest.update(b"%d %d %s\n" % (offset, length, sha.encode()))
+    return digest.hexdigest()[:16]
 
-    Keyed by both, so a resume finds it from the original label and the
-    target, and two targets for one clone never share a file.
+
+def backup_path(backup_dir: str, source_pv_id: str, target: str,
+                original: str) -> str:
+    """Where the backup of one resignature lives.
+
+    Keyed by source PV id, target and the :func:`fingerprint` of the
+    original bytes: SAN clones of one LUN share a PV id, and a later clone
+    (with other LVs, tags or MGT records) must never find - and be
+    "resumed" from - the backup of an earlier one.
     """
-    return os.path.join(backup_dir, "%s-%s%s" % (
-        _safe(source_pv_id), _safe(target), SUFFIX))
+    return os.path.join(backup_dir, "%s-%s-%s%s" % (
+        _safe(source_pv_id), _safe(target), original, SUFFIX))
+
+
+def target_pattern(backup_dir: str, target: str | None) -> str:
+    """A glob matching the backups in ``backup_dir`` (for one target)."""
+    name = "*%s" % SUFFIX
+    if target is not None:
+        name = "*-%s-*%s" % (_safe(target), SUFFIX)
+    return os.path.join(backup_dir, name)
 
 
 def merge_ranges(ranges: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -94,42 +126,77 @@ def _fsync_dir(path: str) -> None:
         os.close(fd)
 
 
-def write_backup(dev: device_mod.Device, path: str, *, target_sr_uuid: str,
-                 source_vg_name: str, source_pv_id: str,
-                 ranges: Iterable[tuple[int, int]]) -> Backup:
-    """Copy ``ranges`` of ``dev`` into ``path``, durably.
+def make_durable_dirs(directory: str) -> None:
+    """Create ``directory`` (and its missing parents) durably.
 
-    Written to a temporary name, fsynced, renamed and the directory fsynced:
-    a crash leaves either no backup or a complete one.  An existing backup
-    for the same key is kept (it holds the *original* bytes of an earlier,
-    interrupted run) and returned instead.
+    A directory entry is only on disk once its parent directory is
+    fsynced: every directory created here is made durable by fsyncing its
+    parent, so a power loss cannot take away the directory holding a
+    backup whose device writes already landed.
     """
+    directory = os.path.abspath(directory)
+    missing = []
+    while not os.path.isdir(directory):
+        missing.append(directory)
+        directory = os.path.dirname(directory)
+    for path in reversed(missing):
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            pass
+        _fsync_dir(os.path.dirname(path))
+
+
+def read_ranges(dev: device_mod.Device, ranges: Iterable[tuple[int, int]]
+                ) -> list[tuple[int, int, bytes]]:
+    """(offset, length, bytes) of the merged ``ranges`` of ``dev``."""
+    return [(offset, length, dev.read(offset, length))
+            for offset, length in merge_ranges(ranges)]
+
+
+def write_backup(dev: device_mod.Device, backup_dir: str, *,
+                 target_sr_uuid: str, source_vg_name: str,
+                 source_pv_id: str, source_vg_id: str, source_seqno: int,
+                 journals: str, ranges: Iterable[tuple[int, int]]) -> Backup:
+    """Copy ``ranges`` of ``dev`` into a backup file in ``backup_dir``.
+
+    Written to a private temporary name, fsynced, renamed, and the
+    directory fsynced (as is every directory created on the way): when
+    this returns, file and directory entries survive a power loss.  A
+    crash before leaves no backup at all.  An existing backup of the same
+    original bytes for the same target is kept and returned instead.
+    """
+    chunks = read_ranges(dev, ranges)
+    header_ranges = [{"offset": offset, "length": length,
+                      "sha256": hashlib.sha256(data).hexdigest()}
+                     for offset, length, data in chunks]
+    path = backup_path(backup_dir, source_pv_id, target_sr_uuid, fingerprint(
+        (r["offset"], r["length"], r["sha256"]) for r in header_ranges))
+    make_durable_dirs(backup_dir)
     if os.path.exists(path):
         return read_backup(path)
-    directory = os.path.dirname(path) or "."
-    os.makedirs(directory, mode=0o700, exist_ok=True)
-    chunks = []
-    header_ranges = []
-    for offset, length in merge_ranges(ranges):
-        data = dev.read(offset, length)
-        chunks.append(data)
-        header_ranges.append({"offset": offset, "length": length,
-                              "sha256": hashlib.sha256(data).hexdigest()})
     header = {"device": dev.path, "device_size": dev.size,
               "target_sr_uuid": target_sr_uuid,
               "source_vg_name": source_vg_name,
-              "source_pv_id": source_pv_id, "created": time.time(),
-              "ranges": header_ranges}
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(MAGIC)
-        f.write(json.dumps(header, sort_keys=True).encode() + b"\n")
-        for data in chunks:
-            f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.rename(tmp, path)
-    _fsync_dir(directory)
+              "source_pv_id": source_pv_id, "source_vg_id": source_vg_id,
+              "source_seqno": source_seqno, "journals": journals,
+              "created": time.time(), "ranges": header_ranges}
+    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".",
+                               suffix=".tmp", dir=backup_dir)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(MAGIC)
+            f.write(json.dumps(header, sort_keys=True).encode() + b"\n")
+            for _, _, data in chunks:
+                f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.rename(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(backup_dir)
     return read_backup(path)
 
 
@@ -158,6 +225,9 @@ def read_backup(path: str) -> Backup:
                         target_sr_uuid=str(header["target_sr_uuid"]),
                         source_vg_name=str(header["source_vg_name"]),
                         source_pv_id=str(header["source_pv_id"]),
+                        source_vg_id=str(header["source_vg_id"]),
+                        source_seqno=int(header["source_seqno"]),
+                        journals=str(header["journals"]),
                         created=float(header["created"]), ranges=ranges,
                         data_offset=data_offset)
     except (ValueError, KeyError, TypeError) as exc:

@@ -47,6 +47,19 @@ class InvalidInput(ResignException):
     msg_fmt = "Invalid input: %(reason)s"
 
 
+class UsageError(InvalidInput):
+    """The command line is incomplete or contradicts itself (exit 2)."""
+
+    msg_fmt = "Usage: %(reason)s"
+    exit_code = EXIT_USAGE
+
+
+class InvalidTarget(UsageError):
+    """A target SR uuid a real host would refuse to attach (exit 2)."""
+
+    msg_fmt = "Invalid target SR uuid %(target)r: %(reason)s"
+
+
 class InvalidConnectionData(InvalidInput):
     msg_fmt = ("Invalid connection data: %(field)s %(reason)s "
                "(connection data: %(data)s)")
@@ -104,6 +117,18 @@ class UnsafeOperation(ResignException):
 
     msg_fmt = "Refused on %(device)s: %(reason)s"
     exit_code = EXIT_REFUSED
+
+
+class DeviceReadOnly(UnsafeOperation):
+    msg_fmt = ("Refused on %(device)s: the device is read-only (%(reason)s); "
+               "nothing was written")
+
+
+class BackupMismatch(UnsafeOperation):
+    """A backup that cannot be proven to belong to this device's state."""
+
+    msg_fmt = ("Refused on %(device)s: backup %(path)s does not match this "
+               "device: %(reason)s")
 
 
 class DeviceInUse(UnsafeOperation):

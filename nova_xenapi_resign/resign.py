@@ -18,7 +18,13 @@ Three properties matter more than speed:
   first write every range to be touched is backed up (:mod:`backup`).  A run
   interrupted anywhere - even by a torn sector - is resumed by planning
   again from the original bytes, read through the backup, and repeating
-  every write: the result is byte-identical to an uninterrupted run.
+  every write: the result is byte-identical to an uninterrupted run.  A
+  backup is used only once :func:`prove_backup` shows it was taken of this
+  device and the device holds nothing but its bytes and this run's.  When
+  the backup is out of reach, the old ids the crashed run already replaced
+  are read back from the new ones (:class:`~.lvhd.sr.Renames`) and the run
+  finishes the same way; only torn checksummed sectors and the like are
+  refused.
 * **Safe.** Only the clone is opened for writing (block devices ``O_EXCL``);
   anything the engine cannot map consistently is refused before the first
   write (:class:`~nova_xenapi_resign.exception.UnsafeOperation`).
@@ -30,7 +36,7 @@ import dataclasses
 import glob
 import logging
 import os
-import stat
+import re
 import tempfile
 import time
 import uuid
@@ -43,6 +49,7 @@ from nova_xenapi_resign.lvhd import lvm_text
 from nova_xenapi_resign.lvhd import sr as sr_mod
 from nova_xenapi_resign.lvhd import srmetadata
 from nova_xenapi_resign.lvhd import vhd
+from nova_xenapi_resign import sr_naming
 
 LOG = logging.getLogger(__name__)
 
@@ -62,10 +69,13 @@ JOURNALS_RENAME = "rename"
 _FATAL_PROBLEMS = frozenset((
     "not-lvhd", "multiple-pvs", "bad-mgt", "bad-vhd", "unsupported-segment",
     "locator-mismatch", "foreign-parent", "missing-parent", "mgt-sr-uuid",
-    "pv-id-mismatch", "no-mgt"))
+    "pv-id-mismatch", "no-mgt", "record-without-lv", "lv-without-record",
+    "unmappable-record", "mda-mismatch"))
 # Problems a half-finished resignature leaves behind.
 _PARTIAL_PROBLEMS = frozenset(("pv-id-mismatch", "mgt-sr-uuid",
-                               "foreign-parent", "locator-mismatch"))
+                               "foreign-parent", "locator-mismatch",
+                               "record-without-lv", "lv-without-record",
+                               "unmappable-record", "mda-mismatch"))
 
 PHASE_CONTENT = "vhd+mgt"
 PHASE_TEXT = "lvm-text"
@@ -98,13 +108,41 @@ def new_lvm_id(target_sr_uuid: str, role: str, old_id: str) -> str:
                                   if lvm_text.is_lvm_id(old_id) else old_id)
 
 
-def _check_target(target_sr_uuid: str) -> None:
-    name = target_vg_name(target_sr_uuid) if isinstance(
-        target_sr_uuid, str) else None
-    if not target_sr_uuid or not lvm_text.is_valid_lvm_name(name):
-        raise exception.InvalidInput(
-            reason="target SR uuid %r cannot name a VG (%s<uuid> must be a "
-            "valid LVM name)" % (target_sr_uuid, sr_mod.VG_PREFIX))
+def renames(target_sr_uuid: str) -> sr_mod.Renames:
+    """The identity functions of a resignature to ``target_sr_uuid``."""
+    return sr_mod.Renames(
+        target=target_sr_uuid,
+        vdi=lambda old: new_vdi_uuid(target_sr_uuid, old),
+        pv=lambda old: new_lvm_id(target_sr_uuid, "pv", old))
+
+
+_SR_UUID = re.compile("^%s$" % sr_mod.UUID_RE)
+_PRECOMMITTED_VG = re.compile(r"\s*%s(%s)\s*\{"
+                              % (sr_mod.VG_PREFIX, sr_mod.UUID_RE))
+
+
+def check_target(target_sr_uuid: object) -> None:
+    """Refuse a target that a host's sm would not attach.
+
+    sm's ``LVHDSR.attach`` requires the SR uuid to be a lowercase
+    8-4-4-4-12 hex uuid (``util.match_uuid``) and fails anything else with
+    ``SR_BACKEND_FAILURE_47``: a VG renamed to such a name would hold an SR
+    no host can attach, so it is refused here, before anything is read.
+    """
+    if isinstance(target_sr_uuid, str) and _SR_UUID.match(target_sr_uuid):
+        return
+    reason = ("an LVHD SR uuid must be a lowercase RFC-4122 uuid "
+              "(8-4-4-4-12 hex digits); a host's sm refuses to attach any "
+              "other SR name (SR_BACKEND_FAILURE_47)")
+    if isinstance(target_sr_uuid, str) and target_sr_uuid.startswith(
+            sr_naming.LEGACY_PREFIX):
+        reason = ("%s is a legacy Nova SR name, not a uuid; %s. Give "
+                  "--sr-uuid, or --portal and --iqn for the uuid5 name"
+                  % (sr_naming.LEGACY_PREFIX + "...", reason))
+    elif isinstance(target_sr_uuid, str) and _SR_UUID.match(
+            target_sr_uuid.lower()):
+        reason = "upper-case letters: %s" % reason
+    raise exception.InvalidTarget(target=target_sr_uuid, reason=reason)
 
 
 # --- models ---
@@ -226,11 +264,9 @@ def _candidate_backups(backup_dir: str | None, size: int,
                        target: str | None) -> list[backup_mod.Backup]:
     if not backup_dir or not os.path.isdir(backup_dir):
         return []
-    pattern = "*%s" % backup_mod.SUFFIX
-    if target is not None:
-        pattern = "*-%s%s" % (backup_mod._safe(target), backup_mod.SUFFIX)
     found = []
-    for path in sorted(glob.glob(os.path.join(backup_dir, pattern))):
+    for path in sorted(glob.glob(backup_mod.target_pattern(backup_dir,
+                                                           target))):
         try:
             b = backup_mod.read_backup(path)
         except exception.BackupError as exc:
@@ -241,34 +277,130 @@ def _candidate_backups(backup_dir: str | None, size: int,
     return found
 
 
-def _original_from_backup(dev, backups) -> tuple:
-    """The first backup whose view of ``dev`` is the SR it recorded."""
-    for b in backups:
-        view = backup_mod.OriginalView(dev, b)
+@dataclasses.dataclass(frozen=True)
+class Proof:
+    """A backup shown to belong to a device, and how far the run got."""
+
+    backup: backup_mod.Backup
+    view: backup_mod.OriginalView
+    original: sr_mod.LvhdSr
+    #: Sectors that no longer hold the backup's original bytes.
+    changed_sectors: int
+
+
+def _sector_history(p: Plan) -> dict:
+    """sector offset -> [(bytes, what)] the plan writes there, in order."""
+    history: dict = {}
+    for w in p.writes:
+        for i in range(0, len(w.data), device_mod.SECTOR_SIZE):
+            history.setdefault(w.offset + i, []).append(
+                (w.data[i:i + device_mod.SECTOR_SIZE], w.what))
+    return history
+
+
+def _reachable(current: bytes, values: list[bytes]) -> bool:
+    """Is ``current`` a state the writes ``values[1:]`` can leave behind?
+
+    Each value in turn, or a torn write: a prefix of one value over the
+    rest of the value before it.
+    """
+    if current in values:
+        return True
+    for before, after in zip(values, values[1:]):
+        k = next(i for i, (a, b) in enumerate(zip(current, after)) if a != b)
+        if current[k:] == before[k:]:
+            return True
+    return False
+
+
+def _mismatch_reason(dev, b: backup_mod.Backup, p: Plan) -> tuple:
+    """(reason or None, number of sectors changed by the run)."""
+    history = _sector_history(p)
+    changed = 0
+    size = device_mod.SECTOR_SIZE
+    for r, data in backup_mod.range_data(b):
+        current = dev.read(r.offset, r.length)
+        for i in range(0, r.length, size):
+            now, orig = current[i:i + size], data[i:i + size]
+            if now == orig:
+                continue
+            written = history.get(r.offset + i, [])
+            if not _reachable(now, [orig] + [v for v, _ in written]):
+                return ("the sector at byte %d (%s) holds neither the "
+                        "backup's original bytes nor what resigning to %s "
+                        "writes there" % (r.offset + i, written[-1][1]
+                                          if written else "not written by "
+                                          "a resignature", b.target_sr_uuid),
+                        changed)
+            changed += 1
+    return None, changed
+
+
+def prove_backup(dev, b: backup_mod.Backup) -> Proof:
+    """Show that ``b`` was taken of ``dev`` and what state ``dev`` is in.
+
+    Read through the backup, the device must be the SR the backup names
+    (VG name and id, PV id, seqno), and every sector the backup covers must
+    hold its original bytes, the bytes the resignature to the backup's
+    target writes there, or a torn write between the two.  Anything else -
+    another LUN, another clone of the same LUN, a device changed since - is
+    refused with :class:`BackupMismatch` naming what differs.
+    """
+    def refuse(reason):
+        return exception.BackupMismatch(device=dev.path, path=b.path,
+                                        reason=reason)
+    if dev.size != b.device_size:
+        raise refuse("the backup is of a %d-byte device, this one has %d "
+                     "bytes" % (b.device_size, dev.size))
+    view = backup_mod.OriginalView(dev, b)
+    try:
+        original = sr_mod.inspect(view, renames(b.target_sr_uuid))
+    except exception.FormatError as exc:
+        raise refuse("read through the backup it is no LVHD SR (%s)" % exc)
+    for field, found, expected in (
+            ("VG name", original.vg_name, b.source_vg_name),
+            ("PV id", original.pv_id, b.source_pv_id),
+            ("VG id", original.vg.id, b.source_vg_id),
+            ("VG seqno", original.vg.seqno, b.source_seqno)):
+        if found != expected:
+            raise refuse("read through the backup its %s is %s, the backup "
+                         "recorded %s" % (field, found, expected))
+    insp = Inspection(dev.path, dev.size, STATE_ORIGINAL, original, original,
+                      _regions(view, original), b)
+    try:
+        p = plan(insp, b.target_sr_uuid, Options(journals=b.journals))
+    except exception.ResignException as exc:
+        raise refuse("its original cannot be planned again (%s)" % exc)
+    for w in p.writes:
+        if not b.covers(w.offset, len(w.data)):
+            raise refuse("the write at byte %d (%s) is outside the backed-up "
+                         "ranges" % (w.offset, w.what))
+    reason, changed = _mismatch_reason(dev, b, p)
+    if reason is not None:
+        raise refuse(reason)
+    return Proof(b, view, original, changed)
+
+
+def _find_proof(dev, backup_dir: str | None,
+                target: str | None) -> Proof | None:
+    """The first backup in ``backup_dir`` proven to be this device's."""
+    for b in _candidate_backups(backup_dir, dev.size, target):
         try:
-            original = sr_mod.inspect(view)
-        except exception.FormatError:
-            continue
-        if (original.vg_name == b.source_vg_name
-                and original.pv_id == b.source_pv_id):
-            return b, view, original
-    return None, None, None
-
-
-def _differs(dev, b: backup_mod.Backup) -> bool:
-    """True when the device no longer holds the backup's original bytes."""
-    return any(data != dev.read(r.offset, r.length)
-               for r, data in backup_mod.range_data(b))
+            return prove_backup(dev, b)
+        except exception.BackupMismatch as exc:
+            LOG.debug("Not using backup %s: %s", b.path, exc)
+    return None
 
 
 def inspect(dev, backup_dir: str | None = None,
             target_sr_uuid: str | None = None) -> Inspection:
     """Inspect ``dev`` and classify it: original, resigning or resigned.
 
-    A device whose metadata is torn by an interrupted resignature cannot be
-    parsed on its own; it is recognised through its backup in
-    ``backup_dir`` (for ``target_sr_uuid`` if given).  Without a matching
-    backup such a device raises the :class:`FormatError` that stopped it.
+    A device changed by an interrupted resignature is recognised through
+    its backup in ``backup_dir`` (for ``target_sr_uuid`` if given), and
+    only through a backup :func:`prove_backup` accepts.  Without one, a
+    device whose metadata is torn raises the :class:`FormatError` that
+    stopped it.
     """
     try:
         current = sr_mod.inspect(dev)
@@ -278,21 +410,55 @@ def inspect(dev, backup_dir: str | None = None,
     if current is not None and _is_resigned(current):
         return Inspection(dev.path, dev.size, STATE_RESIGNED, current,
                           current, _regions(dev, current), None)
-    backups = _candidate_backups(backup_dir, dev.size, target_sr_uuid)
-    b, view, original = _original_from_backup(dev, backups)
-    if b is not None and _differs(dev, b):
-        return Inspection(dev.path, dev.size, STATE_RESIGNING, current,
-                          original, _regions(view, original), b)
+    proof = _find_proof(dev, backup_dir, target_sr_uuid)
+    if proof is not None:
+        state = STATE_RESIGNING if proof.changed_sectors else STATE_ORIGINAL
+        return Inspection(dev.path, dev.size, state, current,
+                          proof.original, _regions(proof.view,
+                                                   proof.original),
+                          proof.backup)
     if current is None:
         raise error
-    # Without its backup, an interrupted run still shows: identifiers of
-    # two SRs at once, or a precommitted copy of our text.
-    partial = any(p.code in _PARTIAL_PROBLEMS for p in current.problems)
-    pending = any(m.precommitted_text and MARKER in m.precommitted_text
-                  .decode("utf-8", "replace") for m in current.pv.mdas)
-    state = STATE_RESIGNING if (partial or pending) else STATE_ORIGINAL
-    return Inspection(dev.path, dev.size, state, current, current,
-                      _regions(dev, current), b)
+    # No backup: read the device as it was before an interrupted run, if
+    # its own state tells (see sr.Renames).  What still does not fit is
+    # refused by check_safe; an SR that is merely inconsistent (no trace
+    # of a run) is an original with problems.
+    original, state = current, STATE_ORIGINAL
+    if _looks_interrupted(current):
+        target = target_sr_uuid or _interrupted_target(current)
+        if target is not None and _SR_UUID.match(target):
+            original = sr_mod.inspect(dev, renames(target))
+        if (original.renamed or _pending(current)
+                or _interrupted_target(current) is not None):
+            state = STATE_RESIGNING
+    return Inspection(dev.path, dev.size, state, current, original,
+                      _regions(dev, original), None)
+
+
+def _pending(sr: sr_mod.LvhdSr) -> bool:
+    """Does a metadata area hold a precommitted copy of our text?"""
+    return any(m.precommitted_text and MARKER in m.precommitted_text
+               .decode("utf-8", "replace") for m in sr.pv.mdas)
+
+
+def _looks_interrupted(sr: sr_mod.LvhdSr) -> bool:
+    """Identifiers of two SRs at once, or our text precommitted."""
+    return _pending(sr) or any(p.code in _PARTIAL_PROBLEMS
+                               for p in sr.problems)
+
+
+def _interrupted_target(sr: sr_mod.LvhdSr) -> str | None:
+    """The one SR uuid an interrupted run was renaming ``sr`` to, if any."""
+    found = {v.parent_sr_uuid for v in sr.vdis if v.parent_uuid}
+    if sr.mgt is not None:
+        found.add(sr.mgt.sr_info.uuid)
+    for m in sr.pv.mdas:
+        match = _PRECOMMITTED_VG.match((m.precommitted_text or b"").decode(
+            "utf-8", "replace"))
+        if match:
+            found.add(match.group(1))
+    found.discard(sr.sr_uuid)
+    return found.pop() if len(found) == 1 else None
 
 
 # --- refusals and planning ---
@@ -305,16 +471,26 @@ def check_safe(insp: Inspection, target_sr_uuid: str,
                options: Options = Options()) -> None:
     """Refuse what cannot be resigned consistently; nothing is written."""
     sr = insp.original
-    if insp.state == STATE_RESIGNING and insp.backup is None:
+    if insp.state == STATE_RESIGNING and insp.backup is None and any(
+            p.code in _PARTIAL_PROBLEMS for p in sr.problems):
+        other = _interrupted_target(insp.sr) if insp.sr else None
         raise _refuse(insp.device, "this looks like an interrupted "
-                      "resignature (%s), but its backup is not in the backup "
+                      "resignature%s (%s) that the device's own state "
+                      "cannot finish, and its backup is not in the backup "
                       "directory; pass the --backup-dir it used, or restore "
-                      "the device" % ("; ".join(
-                          p.code for p in sr.problems) or "precommitted"))
+                      "the device" % (
+                          " to %s" % other if other and other !=
+                          target_sr_uuid else "",
+                          "; ".join(p.code for p in sr.problems)))
     fatal = [p for p in sr.problems if p.code in _FATAL_PROBLEMS]
     if fatal:
-        raise _refuse(insp.device, "; ".join(str(p) for p in fatal))
-    if sr.sr_uuid == target_sr_uuid:
+        hint = ""
+        if insp.backup is None and any(p.code in _PARTIAL_PROBLEMS
+                                       for p in fatal):
+            hint = (" (if a resignature of this device was interrupted, "
+                    "pass the --backup-dir it used)")
+        raise _refuse(insp.device, "; ".join(str(p) for p in fatal) + hint)
+    if (sr.sr_uuid or "").lower() == target_sr_uuid.lower():
         raise _refuse(insp.device, "the SR uuid is already %s: resigning a "
                       "SR to its own uuid would keep it a duplicate"
                       % target_sr_uuid)
@@ -440,7 +616,7 @@ def _sector_span(offset: int, length: int) -> tuple[int, int]:
 def plan(insp: Inspection, target_sr_uuid: str,
          options: Options = Options()) -> Plan:
     """Every change and every write, from the original state; no I/O."""
-    _check_target(target_sr_uuid)
+    check_target(target_sr_uuid)
     check_safe(insp, target_sr_uuid, options)
     sr = insp.original
     target = target_sr_uuid
@@ -531,14 +707,6 @@ def verify_writes(dev, p: Plan) -> None:
 
 # --- locking and the public entry point ---
 
-def _lock_name(path: str) -> str:
-    st = os.stat(path)
-    if stat.S_ISBLK(st.st_mode):
-        return "xenapi-resign-blk-%d-%d" % (os.major(st.st_rdev),
-                                            os.minor(st.st_rdev))
-    return "xenapi-resign-file-%d-%d" % (st.st_dev, st.st_ino)
-
-
 def default_lock_path() -> str:
     return os.path.join(tempfile.gettempdir(), "xenapi-resign-locks")
 
@@ -546,13 +714,15 @@ def default_lock_path() -> str:
 def device_lock(path: str, lock_path: str | None = None):
     """An external (inter-process) lock keyed by the device's identity.
 
-    Two runs on one device - by path, loop device or symlink - serialize;
-    the second waits for the first and then finds nothing to do.
+    Two runs on one device - by path, loop device, its backing file or a
+    symlink - serialize; the second waits for the first and then finds
+    nothing to do.
     """
     from oslo_concurrency import lockutils
     lock_path = lock_path or default_lock_path()
     os.makedirs(lock_path, exist_ok=True)
-    return lockutils.lock(_lock_name(path), external=True,
+    name = "xenapi-resign-" + device_mod.storage_identity(path)
+    return lockutils.lock(name, external=True,
                           lock_path=lock_path)
 
 
@@ -569,14 +739,18 @@ def resign_device(path: str, target_sr_uuid: str,
     :class:`ResignException` subclasses for errors.  ``opener`` exists for
     fault-injection tests.
     """
-    _check_target(target_sr_uuid)
+    check_target(target_sr_uuid)
     if backup_dir is None and not dry_run:
         raise exception.InvalidInput(reason="a backup directory is required "
                                      "to write (pass backup_dir)")
     started = time.monotonic()
     with device_lock(path, lock_path):
         with opener(path, writable=not dry_run) as dev:
-            insp = inspect(dev, backup_dir, target_sr_uuid)
+            try:
+                insp = inspect(dev, backup_dir, target_sr_uuid)
+            except exception.FormatError as exc:
+                raise _refuse(path, "not a readable LVHD SR: %s" % exc
+                              ) from exc
             if (insp.state == STATE_RESIGNED
                     and insp.sr.sr_uuid == target_sr_uuid):
                 # inspect() found our marker, nothing precommitted and no
@@ -587,12 +761,13 @@ def resign_device(path: str, target_sr_uuid: str,
             if dry_run:
                 return _result(dev, target_sr_uuid, False, True, insp.state,
                                p, None, started)
-            b = backup_mod.write_backup(
-                dev, backup_mod.backup_path(backup_dir, p.source_pv_id,
-                                            target_sr_uuid),
-                target_sr_uuid=target_sr_uuid,
+            b = insp.backup or backup_mod.write_backup(
+                dev, backup_dir, target_sr_uuid=target_sr_uuid,
                 source_vg_name=p.source_vg_name,
-                source_pv_id=p.source_pv_id, ranges=p.backup_ranges)
+                source_pv_id=p.source_pv_id,
+                source_vg_id=insp.original.vg.id,
+                source_seqno=insp.original.vg.seqno,
+                journals=options.journals, ranges=p.backup_ranges)
             LOG.info("%s: resigning %s as %s (%d writes, backup %s)",
                      path, p.source_vg_name, target_vg_name(target_sr_uuid),
                      len(p.writes), b.path)
@@ -615,8 +790,16 @@ def _result(dev, target, changed, dry_run, state, p, backup_path, started
 
 def restore_device(path: str, backup_path: str,
                    lock_path: str | None = None) -> int:
-    """Put a device back as its backup recorded it; bytes written."""
+    """Put a device back as its backup recorded it; bytes written.
+
+    Only onto the device the backup was taken of, in a state
+    :func:`prove_backup` accepts (original, partly or wholly resigned by
+    that run, nothing changed since); a device already holding the
+    original bytes is left alone.
+    """
     b = backup_mod.read_backup(backup_path)
     with device_lock(path, lock_path):
         with device_mod.open_device(path, writable=True) as dev:
+            if not prove_backup(dev, b).changed_sectors:
+                return 0
             return backup_mod.restore(dev, b)

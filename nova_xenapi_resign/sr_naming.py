@@ -19,6 +19,7 @@ map, the Cinder hook, the CLI - derives names here and nowhere else.
 from __future__ import annotations
 
 from collections.abc import Mapping
+import json
 from typing import Any
 import uuid
 
@@ -45,13 +46,40 @@ _LOOKUP_ORDER = {
 }
 
 
+MASK = "***"
+
+
+def _is_secret_key(key: object) -> bool:
+    """Does oslo's ``mask_dict_password`` treat ``key`` as a secret?"""
+    return (isinstance(key, str)
+            and strutils.mask_dict_password({key: "x"})[key] != "x")
+
+
+def _mask(value: Any) -> Any:
+    """A copy of ``value`` with every secret-named key's value replaced.
+
+    Like oslo's ``mask_dict_password`` but the whole value of a secret key
+    goes, whatever its type (a nested ``{"auth_password": {...}}`` too),
+    lists are walked as well as dicts, and other strings get oslo's
+    ``mask_password`` (``password=...`` inside a value).
+    """
+    if isinstance(value, Mapping):
+        return {k: MASK if _is_secret_key(k) else _mask(v)
+                for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_mask(v) for v in value]
+    if isinstance(value, str):
+        return strutils.mask_password(value, secret=MASK)
+    return value
+
+
 def masked(connection_data: Any) -> str:
-    """Connection data for a message or log, with secrets masked."""
-    try:
-        return strutils.mask_password(
-            str(strutils.mask_dict_password(dict(connection_data))))
-    except (TypeError, ValueError, AttributeError):
-        return "<unprintable>"
+    """Connection data for a message or log, secrets masked, as JSON.
+
+    Masking works on the structure, never on a printed string, so no key
+    or value is dropped or shifted.
+    """
+    return json.dumps(_mask(connection_data), sort_keys=True, default=repr)
 
 
 def _invalid(connection_data: Mapping[str, Any], field: str,

@@ -35,6 +35,7 @@ def inspection_to_dict(insp) -> dict:
     return {
         "device": insp.device,
         "state": insp.state,
+        "backup": insp.backup.path if insp.backup else None,
         "sr_uuid": sr.sr_uuid,
         "vg_name": sr.vg_name,
         "vg_id": sr.vg.id,
@@ -58,6 +59,8 @@ def inspection_to_dict(insp) -> dict:
 def _print_human(d: dict) -> None:
     print("device:  %s" % d["device"])
     print("state:   %s" % d["state"])
+    if d["backup"]:
+        print("backup:  %s" % d["backup"])
     print("SR uuid: %s" % d["sr_uuid"])
     print("VG:      %s (id %s, seqno %d)" % (d["vg_name"], d["vg_id"],
                                              d["vg_seqno"]))

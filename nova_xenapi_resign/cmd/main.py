@@ -5,8 +5,8 @@ exposes ``register(subparsers)``; modules import their heavy dependencies
 inside the handler, so ``xenapi-resign --help`` and the resign path start
 fast.
 
-Exit codes: 0 done (or nothing to do), 1 error, 2 usage, 3 refused as unsafe
-(nothing was written).
+Exit codes: 0 done (or nothing to do), 1 error, 2 usage (bad or missing
+arguments), 3 refused as unsafe (nothing was written), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -22,8 +22,10 @@ from nova_xenapi_resign import exception
 _SUBCOMMANDS = ("demo", "sr_uuid", "inspect", "resign", "restore",
                 "simulator")
 
-EPILOG = """exit codes: 0 done or nothing to do, 1 error, 2 usage,
-3 refused as unsafe (nothing was written)"""
+EPILOG = """exit codes: 0 done or nothing to do, 1 error, 2 usage (bad or
+missing arguments), 3 refused as unsafe (nothing was written), 130
+interrupted"""
+EXIT_INTERRUPTED = 130
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     except exception.ResignException as exc:
         print("xenapi-resign: %s" % exc, file=sys.stderr)
         return exc.exit_code
+    except KeyboardInterrupt:
+        print("xenapi-resign: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
         # Output piped into head(1) or similar: not an error of ours.
         sys.stderr.close()

@@ -20,8 +20,8 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     target.add_argument("--iqn", help="iSCSI target IQN of the new volume")
     target.add_argument("--volume-id", help="Cinder id of the new volume")
     target.add_argument("--style", choices=sr_naming.STYLES,
-                        default=sr_naming.STYLE_AUTO,
-                        help="SR naming style (default: auto)")
+                        help="SR naming style for --portal/--iqn "
+                             "(default: auto)")
     parser.add_argument("--journals", choices=("refuse", "rename"),
                         default="refuse",
                         help="what to do with journal/jvhd/cbtlog LVs "
@@ -56,18 +56,39 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def target_from_args(args: argparse.Namespace) -> str:
-    """The target SR uuid: explicit, or derived the way Nova derives it."""
+    """The target SR uuid: explicit, or derived the way Nova derives it.
+
+    Inputs that would be ignored are refused (exit 2): ``--style`` with
+    ``--sr-uuid``, or without the ``--portal`` and ``--iqn`` it names.
+    The result is checked by :func:`resign.check_target`, which refuses
+    a legacy ``FA15E-D15C-`` name or anything but a lowercase uuid.
+    """
+    from nova_xenapi_resign import resign
+    derived = {k: v for k, v in (("target_portal", args.portal),
+                                 ("target_iqn", args.iqn),
+                                 ("volume_id", args.volume_id)) if v}
     if args.sr_uuid:
-        return args.sr_uuid
-    data = {k: v for k, v in (("target_portal", args.portal),
-                              ("target_iqn", args.iqn),
-                              ("volume_id", args.volume_id)) if v}
-    if not data:
-        raise exception.InvalidInput(
-            reason="give --sr-uuid, or --portal and --iqn, or --volume-id")
-    if args.style == sr_naming.STYLE_LEGACY or "target_iqn" not in data:
-        return sr_naming.legacy_sr_uuid(data.get("volume_id"))
-    return sr_naming.preferred_sr_uuid(data, args.style)
+        if derived or args.style:
+            raise exception.UsageError(
+                reason="--sr-uuid excludes --portal, --iqn, --volume-id and "
+                "--style")
+        target = args.sr_uuid
+    elif not derived:
+        raise exception.UsageError(
+            reason="give --sr-uuid, or --portal and --iqn (with --style)")
+    elif args.style == sr_naming.STYLE_LEGACY:
+        target = sr_naming.legacy_sr_uuid(derived.get("volume_id"))
+    elif "target_portal" not in derived or "target_iqn" not in derived:
+        if args.style:
+            raise exception.UsageError(
+                reason="--style %s needs both --portal and --iqn"
+                % args.style)
+        target = sr_naming.legacy_sr_uuid(derived.get("volume_id"))
+    else:
+        target = sr_naming.preferred_sr_uuid(
+            derived, args.style or sr_naming.STYLE_AUTO)
+    resign.check_target(target)
+    return target
 
 
 def plan_to_dict(p) -> dict:
@@ -95,7 +116,8 @@ def _options(args):
 def run_plan(args: argparse.Namespace) -> int:
     from nova_xenapi_resign import resign
     result = resign.resign_device(args.device, target_from_args(args),
-                                  dry_run=True, options=_options(args))
+                                  backup_dir=args.backup_dir, dry_run=True,
+                                  options=_options(args))
     if result.plan is None:
         print(result.message)
         return 0
@@ -108,26 +130,23 @@ def run_plan(args: argparse.Namespace) -> int:
     return 0
 
 
-def _confirm(args, target: str) -> None:
-    if args.yes or args.dry_run:
-        return
+def _confirm(args, p) -> None:
+    """Ask before writing, after showing what would change."""
     if not sys.stdin.isatty():
-        raise exception.InvalidInput(
+        raise exception.UsageError(
             reason="refusing to write without --yes when not interactive")
-    answer = input("Resignature %s to SR %s? [y/N] " % (args.device, target))
+    _print_plan(p)
+    try:
+        answer = input("Resignature %s to SR %s? [y/N] " % (
+            args.device, p.target_sr_uuid))
+    except EOFError:
+        answer = ""
     if answer.strip().lower() not in ("y", "yes"):
         raise exception.UnsafeOperation(device=args.device,
                                         reason="not confirmed")
 
 
-def run_resign(args: argparse.Namespace) -> int:
-    from nova_xenapi_resign import resign
-    target = target_from_args(args)
-    _confirm(args, target)
-    result = resign.resign_device(args.device, target,
-                                  backup_dir=args.backup_dir,
-                                  dry_run=args.dry_run,
-                                  options=_options(args))
+def _print_result(args, target, result) -> None:
     if args.json:
         out = {"device": result.device, "target_sr_uuid": target,
                "changed": result.changed, "dry_run": result.dry_run,
@@ -140,10 +159,28 @@ def run_resign(args: argparse.Namespace) -> int:
                "message": result.message}
         json.dump(out, sys.stdout, indent=2, sort_keys=True)
         print()
-    else:
-        if result.plan is not None:
-            _print_plan(result.plan)
-        print(result.message)
-        if result.backup_path:
-            print("backup: %s" % result.backup_path)
+        return
+    if result.plan is not None:
+        _print_plan(result.plan)
+    print(result.message)
+    if result.backup_path:
+        print("backup: %s" % result.backup_path)
+
+
+def run_resign(args: argparse.Namespace) -> int:
+    """Resign; interactively, show the plan first and ask only if needed."""
+    from nova_xenapi_resign import resign
+    target = target_from_args(args)
+
+    def run(dry_run):
+        return resign.resign_device(args.device, target,
+                                    backup_dir=args.backup_dir,
+                                    dry_run=dry_run, options=_options(args))
+    if not (args.yes or args.dry_run):
+        preview = run(True)
+        if preview.plan is None:
+            _print_result(args, target, preview)
+            return 0
+        _confirm(args, preview.plan)
+    _print_result(args, target, run(args.dry_run))
     return 0

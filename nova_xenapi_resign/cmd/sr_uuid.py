@@ -41,12 +41,16 @@ def connection_data_from_args(args: argparse.Namespace) -> dict:
         try:
             info = json.loads(args.connection_info)
         except ValueError as exc:
-            raise exception.InvalidInput(
+            raise exception.UsageError(
                 reason="--connection-info is not JSON: %s" % exc)
+        if isinstance(info, dict) and "data" in info:
+            info = info["data"]
         if not isinstance(info, dict):
-            raise exception.InvalidInput(
-                reason="--connection-info must be a JSON object")
-        data.update(info.get("data", info))
+            raise exception.UsageError(
+                reason="--connection-info must be a JSON object (the "
+                "connection info or its 'data'), found %s"
+                % type(info).__name__)
+        data.update(info)
     for key, value in (("target_portal", args.portal),
                        ("target_iqn", args.iqn),
                        ("volume_id", args.volume_id)):

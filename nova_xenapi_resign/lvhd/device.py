@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import re
 import stat
 import struct
 
@@ -22,6 +23,9 @@ from nova_xenapi_resign import exception
 SECTOR_SIZE = 512
 #: ioctl BLKGETSIZE64 = _IOR(0x12, 114, size_t)
 BLKGETSIZE64 = 0x80081272
+#: ioctl BLKROGET = _IO(0x12, 94): 1 when the block device is read-only.
+BLKROGET = 0x125e
+SYSFS_BLOCK = "/sys/dev/block"
 
 
 class Device(object):
@@ -66,6 +70,11 @@ class Device(object):
             # (and count) far more than is parsed.
             os.posix_fadvise(self._fd, 0, 0, os.POSIX_FADV_RANDOM)
         except OSError as exc:
+            if self.writable and exc.errno in (errno.EROFS, errno.EACCES,
+                                               errno.EPERM):
+                raise exception.DeviceReadOnly(
+                    device=self.path, reason="open for writing failed: %s"
+                    % exc.strerror)
             if exc.errno == errno.EBUSY:
                 raise exception.DeviceInUse(
                     device=self.path,
@@ -78,6 +87,10 @@ class Device(object):
         self._stat = st
         try:
             self.size = self._get_size()
+            if self.writable and self.is_block and self._read_only():
+                raise exception.DeviceReadOnly(
+                    device=self.path, reason="the kernel reports it "
+                    "read-only (BLKROGET)")
         except BaseException:
             self.close()
             raise
@@ -93,6 +106,10 @@ class Device(object):
         except OSError:
             return os.lseek(self._fd, 0, os.SEEK_END)
 
+    def _read_only(self) -> bool:
+        buf = fcntl.ioctl(self._fd, BLKROGET, b"\0" * 4)
+        return struct.unpack("i", buf)[0] != 0
+
     def _check_open(self) -> int:
         if self._fd is None:
             raise exception.DeviceError(device=self.path,
@@ -104,10 +121,10 @@ class Device(object):
         return self._fd is None
 
     def identity(self) -> tuple:
-        """A cheap identity for locking.
+        """The opened inode: ("blk", st_rdev) or ("file", st_dev, st_ino).
 
-        ("blk", st_rdev) for a block device, ("file", st_dev, st_ino) for
-        an image file.
+        Different paths to one LUN (a loop device and its backing file) have
+        different inodes; :func:`storage_identity` names the LUN itself.
         """
         if self.is_block:
             return ("blk", self._stat.st_rdev)
@@ -212,6 +229,44 @@ class Device(object):
         return "<Device %s %s%s>" % (self.path,
                                      "rw" if self.writable else "ro",
                                      " closed" if self.closed else "")
+
+
+def _sysfs(path: str) -> str | None:
+    try:
+        with open(path) as f:
+            return f.read().strip() or None
+    except OSError:
+        return None
+
+
+def storage_identity(path: str) -> str:
+    """A name for the storage behind ``path``, the same through any path.
+
+    A loop device is named by its backing file, so ``/dev/loopN`` and the
+    image it maps share one name; a SCSI disk by its WWID; any other block
+    device by its device number, an image file by its inode.  Used to key
+    the lock that serializes runs on one LUN.
+    """
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise exception.DeviceError(device=str(path), reason="cannot stat: "
+                                    "%s" % exc.strerror)
+    if stat.S_ISBLK(st.st_mode):
+        sysfs = os.path.join(SYSFS_BLOCK, "%d:%d" % (os.major(st.st_rdev),
+                                                     os.minor(st.st_rdev)))
+        backing = _sysfs(os.path.join(sysfs, "loop", "backing_file"))
+        if backing is not None:
+            try:
+                st = os.stat(backing)
+            except OSError:
+                backing = None
+        if backing is None:
+            wwid = _sysfs(os.path.join(sysfs, "device", "wwid"))
+            if wwid is not None:
+                return "wwid-" + re.sub(r"[^A-Za-z0-9_.-]", "_", wwid)
+            return "blk-%d-%d" % (os.major(st.st_rdev), os.minor(st.st_rdev))
+    return "file-%d-%d" % (st.st_dev, st.st_ino)
 
 
 def open_device(path: str, writable: bool = False) -> Device:

@@ -11,6 +11,7 @@ decide what is fatal.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 import dataclasses
 import functools
 import re
@@ -57,6 +58,22 @@ class Problem:
 
     def __str__(self) -> str:
         return "%s: %s: %s" % (self.code, self.subject, self.detail)
+
+
+@dataclasses.dataclass(frozen=True)
+class Renames:
+    """The identities a resignature to ``target`` gives, as functions.
+
+    Passed to :func:`inspect` to read a device an interrupted run left
+    half-renamed *as it was before*: every id that already is the new id
+    of an old one is read as the old one.  This works because each new id
+    is a pure function of the target and the old id, and the old ids
+    survive in the committed LVM metadata until the final commit.
+    """
+
+    target: str
+    vdi: Callable[[str], str]        # old VDI uuid -> new
+    pv: Callable[[str], str]         # old PV id (dashed) -> new (dashed)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,6 +139,9 @@ class LvhdSr:
     lvs: tuple[LvInfo, ...]
     vdis: tuple[VdiInfo, ...]
     problems: tuple[Problem, ...]
+    #: With ``renames``: what an interrupted run had already renamed
+    #: (e.g. ``"MGT"``, ``"label"``, an LV name for its parent link).
+    renamed: tuple[str, ...] = ()
 
     @property
     def vg_name(self) -> str:
@@ -212,7 +232,8 @@ class _VhdFacts:
     region: int = 0
 
 
-def _read_vhd(dev, lv: LvInfo, problems: list[Problem]) -> _VhdFacts:
+def _read_vhd(dev, lv: LvInfo, problems: list[Problem],
+              undo: "_Undo | None" = None) -> _VhdFacts:
     """Footer copy, header and parent locators at the start of a VHD LV."""
     try:
         if lv.size < vhd.INITIAL_READ:
@@ -227,6 +248,10 @@ def _read_vhd(dev, lv: LvInfo, problems: list[Problem]) -> _VhdFacts:
         region = min(found.region_end, lv.size)
         if region > len(start):
             start = read_lv(dev, lv, 0, region)
+        vhd.check_primary_footer(
+            found.footer, found.header,
+            lambda offset, length: read_lv(dev, lv, offset, length),
+            lv.size, "%s:%s" % (dev.path, lv.name))
         facts = _VhdFacts(hidden=found.footer.is_hidden,
                           virtual_size=found.footer.current_size,
                           region=region)
@@ -236,10 +261,12 @@ def _read_vhd(dev, lv: LvInfo, problems: list[Problem]) -> _VhdFacts:
         locators = vhd.read_parent_locators(
             header, start[:region], "%s:%s" % (dev.path, lv.name))
         paths = tuple(loc.path for loc in locators)
+        link = _link if undo is None else undo.link
         parent_sr, parent_vdi, raw = vhd.parse_lvhd_parent_name(
             header.parent_name)
+        parent_sr, parent_vdi = link(lv.name, parent_sr, parent_vdi)
         for path in paths:
-            if vhd.parse_lvhd_parent_name(path)[:2] != (
+            if link(lv.name, *vhd.parse_lvhd_parent_name(path)[:2]) != (
                     parent_sr, parent_vdi):
                 problems.append(Problem(
                     "locator-mismatch", lv.name,
@@ -251,6 +278,11 @@ def _read_vhd(dev, lv: LvInfo, problems: list[Problem]) -> _VhdFacts:
     except (exception.FormatError, exception.InvalidInput) as exc:
         problems.append(Problem("bad-vhd", lv.name, str(exc)))
         return _VhdFacts()
+
+
+def _link(lv_name: str, sr_uuid: str | None,
+          vdi_uuid: str | None) -> tuple:
+    return sr_uuid, vdi_uuid
 
 
 def _vdi(lv: LvInfo, record, facts: _VhdFacts | None) -> VdiInfo:
@@ -305,10 +337,61 @@ def _check_links(sr_uuid: str | None, vdis: list[VdiInfo],
                                 "volume has no MGT record"))
 
 
-def inspect(dev) -> LvhdSr:
+class _Undo(object):
+    """Reads new ids back as the old ids they were derived from."""
+
+    def __init__(self, renames: Renames, sr_uuid: str | None,
+                 old_uuids) -> None:
+        self.renames = renames
+        self.sr_uuid = sr_uuid
+        self.old = set(old_uuids)
+        self.vdi = {renames.vdi(u): u for u in self.old}
+        self.renamed: list[str] = []
+
+    def mgt(self, mgt, problems: list[Problem]):
+        """The MGT with new SR/VDI uuids read as the old ones."""
+        info_new = mgt.sr_info.uuid == self.renames.target
+        uuids = [r.uuid for r in mgt.records if r.uuid] + [
+            r.snapshot_of for r in mgt.records if r.snapshot_of]
+        if not info_new and not any(u in self.vdi for u in uuids):
+            return mgt
+        unknown = sorted(u for u in uuids
+                         if u not in self.vdi and u not in self.old)
+        if unknown:
+            # A (deleted) record whose old uuid is not in the LVM
+            # metadata: nothing tells whether it is renamed already.
+            problems.append(Problem(
+                "unmappable-record", MGT_LV, "interrupted resignature: "
+                "cannot tell whether %s was renamed" % ", ".join(unknown)))
+            return mgt
+        self.renamed.append(MGT_LV)
+        return srmetadata.reidentify(
+            mgt, sr_uuid=self.sr_uuid if info_new else mgt.sr_info.uuid,
+            vdi_uuids=lambda u: self.vdi.get(u, u))
+
+    def link(self, lv_name: str, sr_uuid: str | None,
+             vdi_uuid: str | None) -> tuple:
+        """A parent link (from the header or a locator) read as the old."""
+        if sr_uuid != self.renames.target or vdi_uuid not in self.vdi:
+            return sr_uuid, vdi_uuid
+        if lv_name not in self.renamed:
+            self.renamed.append(lv_name)
+        return self.sr_uuid, self.vdi[vdi_uuid]
+
+    def label(self, pv: lvm.PvOnDisk, vg_pv_id: str) -> lvm.PvOnDisk:
+        """The PV with a label already carrying the new id read as old."""
+        if lvm.format_lvm_id(pv.label.pv_id) != self.renames.pv(vg_pv_id):
+            return pv
+        self.renamed.append("label")
+        return dataclasses.replace(pv, label=pv.label.with_pv_id(vg_pv_id))
+
+
+def inspect(dev, renames: Renames | None = None) -> LvhdSr:
     """Build the :class:`LvhdSr` of an opened device (or any reader).
 
-    ``dev`` needs ``path``, ``size`` and ``read(offset, length)``.
+    ``dev`` needs ``path``, ``size`` and ``read(offset, length)``.  With
+    ``renames``, ids an interrupted resignature already changed are read
+    as the old ones (see :class:`Renames`) and listed in ``renamed``.
     """
     pv = lvm.read_pv(dev)
     text = pv.committed_text
@@ -318,25 +401,41 @@ def inspect(dev) -> LvhdSr:
             expected="a committed metadata copy", found="none")
     vg = lvm_text.parse_vg(text, dev.path)
     problems: list[Problem] = []
+    if len({m.committed_text for m in pv.mdas
+            if m.committed_text is not None}) > 1:
+        # lvm2 commits every area in turn: a crash between two commits.
+        problems.append(Problem(
+            "mda-mismatch", vg.name, "the metadata areas at %s hold "
+            "different committed metadata; the first is used" % ", ".join(
+                str(m.header.start) for m in pv.mdas)))
     sr_uuid = None
     if vg.name.startswith(VG_PREFIX):
         sr_uuid = vg.name[len(VG_PREFIX):]
     else:
         problems.append(Problem("not-lvhd", vg.name,
                                 "VG name lacks the %s prefix" % VG_PREFIX))
+    lvs = tuple(_lv_info(vg, lv, problems) for lv in vg.lvs)
+    undo = None
+    if renames is not None and sr_uuid != renames.target:
+        undo = _Undo(renames, sr_uuid,
+                     (lv.vdi_uuid for lv in lvs if lv.vdi_uuid))
     if len(vg.pvs) != 1:
         problems.append(Problem("multiple-pvs", vg.name,
                                 "%d PVs; an LVHD SR has one" % len(vg.pvs)))
-    elif lvm.format_lvm_id(pv.label.pv_id) != vg.pvs[0].id:
-        problems.append(Problem(
-            "pv-id-mismatch", vg.pvs[0].key,
-            "label says %s, metadata says %s"
-            % (lvm.format_lvm_id(pv.label.pv_id), vg.pvs[0].id)))
-    lvs = tuple(_lv_info(vg, lv, problems) for lv in vg.lvs)
+    else:
+        if undo is not None:
+            pv = undo.label(pv, vg.pvs[0].id)
+        if lvm.format_lvm_id(pv.label.pv_id) != vg.pvs[0].id:
+            problems.append(Problem(
+                "pv-id-mismatch", vg.pvs[0].key,
+                "label says %s, metadata says %s"
+                % (lvm.format_lvm_id(pv.label.pv_id), vg.pvs[0].id)))
     by_kind = {lv.name: lv for lv in lvs if lv.extents}
     mgt = None
     if MGT_LV in by_kind:
         mgt = _read_mgt(dev, by_kind[MGT_LV], problems)
+        if mgt is not None and undo is not None:
+            mgt = undo.mgt(mgt, problems)
     else:
         problems.append(Problem("no-mgt", vg.name, "no MGT volume"))
     records = {r.uuid: r for r in mgt.live_records} if mgt else {}
@@ -345,11 +444,13 @@ def inspect(dev) -> LvhdSr:
         if lv.kind not in (KIND_VHD, KIND_RAW) or not lv.extents:
             continue
         record = records.get(lv.vdi_uuid)
-        facts = _read_vhd(dev, lv, problems) if lv.kind == KIND_VHD else None
+        facts = (_read_vhd(dev, lv, problems, undo)
+                 if lv.kind == KIND_VHD else None)
         vdis.append(_vdi(lv, record, facts))
     _check_links(sr_uuid, vdis, mgt, problems)
     return LvhdSr(device=dev.path, pv=pv, vg=vg, sr_uuid=sr_uuid, mgt=mgt,
-                  lvs=lvs, vdis=tuple(vdis), problems=tuple(problems))
+                  lvs=lvs, vdis=tuple(vdis), problems=tuple(problems),
+                  renamed=tuple(undo.renamed) if undo else ())
 
 
 def inspect_path(path: str) -> LvhdSr:

@@ -683,6 +683,52 @@ def verify_trailing_footer(copy: Footer, trailing: bytes,
     return True
 
 
+def data_end(footer: Footer, header: DynamicHeader, read,
+             device: str = "<buffer>") -> int:
+    """Where the primary footer of a deflated VHD starts.
+
+    blktap puts the footer right after the last byte of VHD data: the end
+    of the BAT, of the batmap that follows it, of every parent locator and
+    of every allocated block (bitmap + data), whichever lies furthest.
+    """
+    read = _reader(read, device)
+    bat_end = header.table_offset + header.bat_size
+    end = max(header_region(footer, header, device), bat_end)
+    bat = read(header.table_offset, header.bat_size)
+    bitmap = _pad(-(-(header.block_size // SECTOR_SIZE) // 8))
+    for (entry,) in struct.iter_unpack(
+            ">I", bat[:header.max_table_entries * 4]):
+        if entry != BAT_UNUSED:
+            end = max(end, entry * SECTOR_SIZE + bitmap + header.block_size)
+    batmap = read(bat_end, BATMAP_HEADER_SIZE)
+    if batmap[:8] == BATMAP_COOKIE:
+        _, offset, secs, _, _, _, _ = _BATMAP_HEADER.unpack(batmap)
+        end = max(end, offset + secs * SECTOR_SIZE)
+    return end
+
+
+def check_primary_footer(copy: Footer, header: DynamicHeader, read,
+                         size: int, device: str = "<buffer>") -> int:
+    """Find and check the primary footer of the VHD in a ``size``-byte LV.
+
+    An inflated LV ends with the footer; a deflated one has it at
+    :func:`data_end`.  Returns the footer's offset; raises
+    :class:`VhdFormatError` when neither place holds a footer matching the
+    copy at byte 0 (blktap would refuse to open the VHD).
+    """
+    read = _reader(read, device)
+    last = size - FOOTER_SIZE
+    if verify_trailing_footer(copy, read(last, FOOTER_SIZE), device, last):
+        return last
+    end = data_end(copy, header, read, device)
+    if end + FOOTER_SIZE <= size and verify_trailing_footer(
+            copy, read(end, FOOTER_SIZE), device, end):
+        return end
+    raise _error(device, "VHD primary footer", end,
+                 "a footer at the end of the VHD data (%d) or of the LV "
+                 "(%d)" % (end, last), "no footer")
+
+
 # --- rewriting a parent link -------------------------------------------------
 
 def _relpath(new_parent: str) -> str:

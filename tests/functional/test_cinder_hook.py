@@ -374,13 +374,18 @@ class TestLegacyNaming(CinderHookTestCase):
 
     STYLE = "legacy"
 
-    def test_clone_resigned_to_legacy_name(self):
+    def test_clone_not_resigned_to_legacy_name(self):
+        # sm's LVHDSR.attach refuses an SR uuid that is not a lowercase
+        # uuid (SR_BACKEND_FAILURE_47): a legacy name is never written.
         src = self.lvhd_volume()
         new = self.volume(NEW)
-        update = self.driver.create_cloned_volume(new, src)
-        self.assertEqual("FA15E-D15C-" + NEW,
-                         update["admin_metadata"]["xenapi_sr_uuid"])
-        self.assert_resigned(new, "FA15E-D15C-" + NEW)
+        err = self.assertRaises(hook.ResignHookError,
+                                self.driver.create_cloned_volume, new, src)
+        self.assertEqual(hook.STEP_RESIGN, err.kwargs["step"])
+        self.assertIn("legacy Nova SR name", str(err))
+        # The clone is still a byte copy of its source.
+        self.assertEqual(sha256(self.backend.lun_path(src)),
+                         sha256(self.backend.lun_path(new)))
         self.assert_detached(src, new)
 
 

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+from nova_xenapi_resign.lvhd import device as device_mod
 from nova_xenapi_resign.lvhd import sr as sr_mod
 from nova_xenapi_resign import resign
 from tests.functional import base
@@ -148,6 +149,29 @@ class ResignRealTest(base.FunctionalTestCase):
                         "--yes", expect=3)
         self.assertIn("in use", proc.stderr)
         self.assertEqual(before, sha256(clone))
+
+    def test_read_only_device_refused_before_the_backup(self):
+        _, _, clone = self.image()
+        device = self.attach(clone, read_only=True)
+        before = sha256(clone)
+        proc = self.cli("resign", device, "--sr-uuid", TARGET,
+                        "--backup-dir", os.path.join(self.tmpdir, "bk"),
+                        "--yes", expect=3)
+        self.assertIn("read-only", proc.stderr)
+        self.assertNotIn("Traceback", proc.stderr)
+        self.assertFalse(os.path.exists(os.path.join(self.tmpdir, "bk")))
+        self.assertEqual(before, sha256(clone))
+
+    def test_one_lock_for_a_loop_device_and_its_backing_file(self):
+        # Two paths to one LUN must take one lock; another LUN another.
+        _, original, clone = self.image()
+        device = self.attach(clone)
+        identity = device_mod.storage_identity
+        self.assertEqual(identity(clone), identity(device))
+        self.assertNotEqual(identity(original), identity(device))
+        link = os.path.join(self.tmpdir, "link")
+        os.symlink(device, link)
+        self.assertEqual(identity(clone), identity(link))
 
     def test_concurrent_runs_serialize(self):
         _, _, clone = self.image()

@@ -2,6 +2,8 @@
 
 import os
 
+import fixtures
+
 from nova_xenapi_resign import backup
 from nova_xenapi_resign import exception
 from nova_xenapi_resign.lvhd import device
@@ -17,12 +19,14 @@ class TestBackup(base.TestCase):
             f.write(bytes(range(256)) * 64)           # 16 KiB
         self.dir = os.path.join(self.tmpdir, "backups")
 
-    def _backup(self, ranges=((0, 1024), (4096, 512), (512, 1024))):
+    def _backup(self, ranges=((0, 1024), (4096, 512), (512, 1024)),
+                directory=None):
         with device.open_device(self.image) as dev:
             return backup.write_backup(
-                dev, backup.backup_path(self.dir, "PVID", "FA15E-D15C-v/1"),
-                target_sr_uuid="t", source_vg_name="VG_XenStorage-s",
-                source_pv_id="PVID", ranges=ranges)
+                dev, directory or self.dir, target_sr_uuid="t/1",
+                source_vg_name="VG_XenStorage-s", source_pv_id="PVID",
+                source_vg_id="VGID", source_seqno=7, journals="refuse",
+                ranges=ranges)
 
     def test_merge_ranges(self):
         self.assertEqual([(0, 1536), (4096, 512)],
@@ -30,8 +34,52 @@ class TestBackup(base.TestCase):
                                               (0, 1024)]))
 
     def test_path_is_safe(self):
-        path = backup.backup_path("/b", "PVID", "a/b c")
-        self.assertEqual("/b/PVID-a_b_c.resign-backup", path)
+        path = backup.backup_path("/b", "PVID", "a/b c", "f00d")
+        self.assertEqual("/b/PVID-a_b_c-f00d.resign-backup", path)
+
+    def test_path_names_the_original_bytes(self):
+        first = self._backup()
+        self.assertEqual(backup.backup_path(self.dir, "PVID", "t/1",
+                                            first.fingerprint), first.path)
+        self.assertEqual((7, "VGID", "refuse"), (
+            first.source_seqno, first.source_vg_id, first.journals))
+        # Another clone of the same LUN (same PV id, other bytes) gets its
+        # own file: it must never be "resumed" from the first one's backup.
+        with open(self.image, "r+b") as f:
+            f.write(b"another clone")
+        second = self._backup()
+        self.assertNotEqual(first.path, second.path)
+        self.assertEqual(2, len(os.listdir(self.dir)))
+
+    def test_created_directories_are_durable(self):
+        synced = []
+        real = backup._fsync_dir
+        self.useFixture(fixtures.MonkeyPatch(
+            "nova_xenapi_resign.backup._fsync_dir",
+            lambda path: synced.append(path) or real(path)))
+        nested = os.path.join(self.tmpdir, "a", "b")
+        b = self._backup(directory=nested)
+        # Each new directory's entry (in its parent), then the file's.
+        self.assertEqual([self.tmpdir, os.path.join(self.tmpdir, "a"),
+                          nested], synced)
+        self.assertEqual(nested, os.path.dirname(b.path))
+
+    def test_private_temporary_file(self):
+        # A fixed temporary name would be shared by two runs (and followed
+        # if it were a symlink): the old name is left alone.
+        name = backup.backup_path(self.dir, "PVID", "t/1", "x")
+        os.makedirs(self.dir)
+        decoy = os.path.join(self.dir, "decoy")
+        b = self._backup()
+        os.symlink(decoy, b.path + ".tmp")
+        os.unlink(b.path)
+        again = self._backup()
+        self.assertFalse(os.path.exists(decoy))
+        self.assertEqual(b.fingerprint, again.fingerprint)
+        self.assertNotEqual(name, again.path)
+        self.assertEqual(sorted([os.path.basename(again.path),
+                                 os.path.basename(b.path) + ".tmp"]),
+                         sorted(os.listdir(self.dir)))
 
     def test_round_trip_and_restore(self):
         b = self._backup()
@@ -49,11 +97,13 @@ class TestBackup(base.TestCase):
             self.assertEqual(original[:4608], f.read()[:4608])
 
     def test_existing_backup_is_kept(self):
+        # The same original bytes again (a rerun before the first write):
+        # the file is reused, not rewritten.
         first = self._backup()
-        with device.open_device(self.image, writable=True) as dev:
-            dev.write(0, b"\x00" * 512)
         second = self._backup()
-        self.assertEqual(first.ranges, second.ranges)
+        self.assertEqual((first.path, first.created),
+                         (second.path, second.created))
+        self.assertEqual(1, len(os.listdir(self.dir)))
 
     def test_corrupt_backup_detected(self):
         b = self._backup()

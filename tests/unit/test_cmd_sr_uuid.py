@@ -55,10 +55,34 @@ class TestSrUuidCommand(base.TestCase):
         self.assertEqual(1, rc)
         self.assertIn("volume_id/target_iqn", err)
 
-    def test_bad_json_exit_1(self):
+    def test_bad_json_exit_2(self):
+        # A bad argument value is a usage error, like argparse's own.
         rc, _, err = run_cli("sr-uuid", "--connection-info", "{")
-        self.assertEqual(1, rc)
+        self.assertEqual(2, rc)
         self.assertIn("not JSON", err)
+
+    def test_connection_info_not_an_object(self):
+        for text in ('{"data": null}', '"x"', "5", "[1, 2]",
+                     '{"data": [1]}', '{"data": "x"}'):
+            rc, out, err = run_cli("sr-uuid", "--connection-info", text)
+            self.assertEqual(2, rc, text)
+            self.assertIn("must be a JSON object", err)
+            self.assertNotIn("Traceback", out + err)
+
+    def test_nested_secret_masked_and_data_intact(self):
+        info = {"data": {"auth_password": {"inner": "S3cret"},
+                         "target_iqn": "iqn.x", "volume_id": "v1",
+                         "auth_username": "user", "target_lun": 1}}
+        rc, _, err = run_cli("sr-uuid", "--connection-info",
+                             json.dumps(info), "--style", "uuid5")
+        self.assertEqual(1, rc)
+        self.assertNotIn("S3cret", err)
+        self.assertNotIn("inner", err)
+        echoed = json.loads(err[err.index("(connection data: ") + 18:
+                                err.rindex(")")])
+        self.assertEqual({"auth_password": "***", "target_iqn": "iqn.x",
+                          "volume_id": "v1", "auth_username": "user",
+                          "target_lun": 1}, echoed)
 
     def test_usage_exit_2(self):
         self.assertEqual(2, run_cli("sr-uuid", "--style", "x")[0])

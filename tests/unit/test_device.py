@@ -86,6 +86,22 @@ class TestDevice(base.TestCase):
             self.assertEqual(("file", st.st_dev, st.st_ino), dev.identity())
             self.assertIn("ro", repr(dev))
 
+    def test_storage_identity(self):
+        st = os.stat(self.image)
+        link = os.path.join(self.tmpdir, "link")
+        os.symlink(self.image, link)
+        copy = os.path.join(self.tmpdir, "copy")
+        with open(copy, "wb") as f:
+            f.write(b"x")
+        name = "file-%d-%d" % (st.st_dev, st.st_ino)
+        self.assertEqual(name, device.storage_identity(self.image))
+        self.assertEqual(name, device.storage_identity(link))
+        self.assertNotEqual(name, device.storage_identity(copy))
+        err = self.assertRaises(exception.DeviceError,
+                                device.storage_identity,
+                                os.path.join(self.tmpdir, "nonexistent"))
+        self.assertIn("cannot stat", str(err))
+
     def test_missing_and_special(self):
         self.assertRaises(exception.DeviceError, device.open_device,
                           os.path.join(self.tmpdir, "nope"))

@@ -7,6 +7,8 @@ import uuid
 from nova_xenapi_resign import exception
 from nova_xenapi_resign.lvhd import create
 from nova_xenapi_resign.lvhd import device
+from nova_xenapi_resign.lvhd import lvm
+from nova_xenapi_resign.lvhd import lvm_text
 from nova_xenapi_resign.lvhd import sr as sr_mod
 from nova_xenapi_resign import resign
 from tests import base
@@ -38,6 +40,28 @@ def make_sr(path, vdis=None, size=16 * MiB, sr_uuid=SR):
                          else vdis, metadata_size=1 * MiB,
                          extent_size=1 * MiB)
     return path
+
+
+def rewrite_vg(dev, lvs=None):
+    """Commit new LVM metadata (seqno + 1, LVs renamed by ``lvs``)."""
+    pv = lvm.read_pv(dev)
+    vg = lvm_text.parse_vg(pv.committed_text)
+    new = lvm_text.reidentify(vg, name=vg.name, vg_id=vg.id, pv_ids={},
+                              lvs=lvs or {}, seqno=vg.seqno + 1)
+    text = lvm_text.render_vg(new).encode()
+    for mda in pv.mdas:
+        tw = lvm.plan_text_write(mda.header, text)
+        for offset, data in tw.writes:
+            dev.write(offset, data)
+        dev.write(mda.header.start, lvm.render_mda_header(
+            lvm.commit_header(mda.header, tw.rlocn)))
+
+
+def write_mgt(dev, vdis):
+    """Replace the MGT contents with records for ``vdis`` only."""
+    mgt = sr_mod.inspect(dev).lv("MGT")
+    data = create.mgt_contents(SR, vdis)
+    dev.write(mgt.extents[0][0], data + bytes(-len(data) % 512))
 
 
 def read(path):
@@ -93,9 +117,18 @@ class TestIdentities(base.TestCase):
         self.assertNotEqual(i, resign.new_lvm_id(TARGET, "vg", "abc"))
 
     def test_bad_target(self):
-        self.assertRaises(exception.InvalidInput, resign._check_target, "")
-        self.assertRaises(exception.InvalidInput, resign._check_target,
-                          "a b")
+        # sm's util.match_uuid: lowercase 8-4-4-4-12 hex, nothing else.
+        for bad in ("", "a b", None, 5, TARGET.upper(), TARGET.replace(
+                "-", ""), "zzzzzzzz-zzzz-zzzz-zzzz-zzzzzzzzzzzz",
+                TARGET + "0", "FA15E-D15C-vol-7"):
+            exc = self.assertRaises(exception.InvalidTarget,
+                                    resign.check_target, bad)
+            self.assertEqual(2, exc.exit_code)
+            self.assertIn("SR_BACKEND_FAILURE_47", str(exc))
+        exc = self.assertRaises(exception.InvalidTarget, resign.check_target,
+                                "FA15E-D15C-vol-7")
+        self.assertIn("legacy Nova SR name", str(exc))
+        resign.check_target(TARGET)
 
 
 class TestResign(ResignTestCase):
@@ -154,11 +187,12 @@ class TestResign(ResignTestCase):
         self.assertTrue(result.changed)
         self.assertEqual(other, sr_mod.inspect_path(self.image).sr_uuid)
 
-    def test_legacy_target(self):
-        self.resign(target="FA15E-D15C-vol-7")
-        sr = sr_mod.inspect_path(self.image)
-        self.assertEqual("FA15E-D15C-vol-7", sr.sr_uuid)
-        self.assertEqual((), sr.problems)
+    def test_legacy_and_non_uuid_targets_refused(self):
+        for bad in ("FA15E-D15C-vol-7", TARGET.replace("-", "")):
+            self.assertRaises(exception.InvalidTarget, self.resign,
+                              target=bad)
+        self.assertEqual(self.pristine, read(self.image))
+        self.assertFalse(os.path.exists(self.backups))
 
     def test_backup_dir_required_to_write(self):
         self.assertRaises(exception.InvalidInput, resign.resign_device,
@@ -181,6 +215,12 @@ class TestRefusals(ResignTestCase):
 
     def test_target_is_current(self):
         self.assertRefused("already", target=SR)
+
+    def test_target_is_current_in_another_case(self):
+        # Not a valid target at all (upper case), whatever the SR holds.
+        self.assertRaises(exception.InvalidTarget, self.resign,
+                          target=SR.upper())
+        self.assertEqual(self.pristine, read(self.image))
 
     def test_bad_mgt_checksum(self):
         sr = sr_mod.inspect_path(self.image)
@@ -208,26 +248,16 @@ class TestRefusals(ResignTestCase):
             f.truncate(16 * MiB)
         with device.open_device(path, writable=True) as dev:
             create.format_sr(dev, SR, metadata_size=MiB, extent_size=MiB)
-        self.assertRaises(exception.FormatError, self.resign)
+        self.pristine = read(self.image)
+        self.assertRefused("no LVM2 label")
 
     def test_journal_refused_unless_renamed(self):
         path = make_sr(os.path.join(self.tmpdir, "j.img"))
-        from nova_xenapi_resign.lvhd import lvm
-        from nova_xenapi_resign.lvhd import lvm_text
         with device.open_device(path, writable=True) as dev:
-            pv = lvm.read_pv(dev)
-            vg = lvm_text.parse_vg(pv.committed_text)
-            new = lvm_text.reidentify(
-                vg, name=vg.name, vg_id=vg.id, pv_ids={},
-                lvs={"LV-" + RAW: ("jvhd_" + RAW, vg.lv("LV-" + RAW).id)},
-                seqno=vg.seqno + 1)
-            text = lvm_text.render_vg(new).encode()
-            mda = pv.mdas[0]
-            tw = lvm.plan_text_write(mda.header, text)
-            for offset, data in tw.writes:
-                dev.write(offset, data)
-            dev.write(mda.header.start, lvm.render_mda_header(
-                lvm.commit_header(mda.header, tw.rlocn)))
+            rewrite_vg(dev, {"LV-" + RAW: (
+                "jvhd_" + RAW, sr_mod.inspect(dev).lv("LV-" + RAW).id)})
+            # SM keeps no MGT record for a journal LV.
+            write_mgt(dev, snapshot_tree()[:3])
         self.image = path
         self.pristine = read(path)
         self.assertRefused("jvhd")
@@ -235,6 +265,152 @@ class TestRefusals(ResignTestCase):
         names = [lv.name for lv in sr_mod.inspect_path(path).lvs]
         self.assertIn("jvhd_" + resign.new_vdi_uuid(TARGET, RAW), names)
         self.assertTrue(result.changed)
+
+    def test_mgt_and_lvm_disagree(self):
+        # The raw VDI's LV without its MGT record, then a record (a changed
+        # VDI uuid) without an LV: inspect lists them, resign refuses.
+        extra = create.VdiSpec("20000000-0000-4000-8000-000000000001",
+                               "raw", MiB)
+        for vdis, code in ((snapshot_tree()[:3], "lv-without-record"),
+                           (snapshot_tree() + (extra,), "record-without-lv")):
+            with device.open_device(self.image, writable=True) as dev:
+                write_mgt(dev, vdis)
+            self.pristine = read(self.image)
+            with device.open_device(self.image) as dev:
+                insp = resign.inspect(dev, self.backups, TARGET)
+            # No trace of a resignature: an original with problems.
+            self.assertEqual(resign.STATE_ORIGINAL, insp.state)
+            self.assertIn(code, [p.code for p in insp.sr.problems])
+            self.assertRefused(code)
+
+    def test_torn_mgt_write_without_backup(self):
+        # The MGT write of a crashed run landed except for the SR sector,
+        # and the rerun cannot reach the backup.  The record uuids are new
+        # uuids of the LVs' (old) uuids: the rerun reads them as the old
+        # ones and ends as an uninterrupted run, mapping no record twice.
+        reference = os.path.join(self.tmpdir, "reference.img")
+        shutil.copyfile(self.image, reference)
+        self.resign(reference, backup_dir=os.path.join(self.tmpdir, "ref"))
+        [mgt] = [w for w in self.resign(dry_run=True).plan.writes
+                 if w.what == "MGT"]
+        changed = [i for i in range(0, len(mgt.data), 512)
+                   if mgt.data[i:i + 512] != self.pristine[
+                       mgt.offset + i:mgt.offset + i + 512]]
+        self.assertGreater(len(changed), 2)
+        with open(self.image, "r+b") as f:
+            for i in changed[1:]:
+                f.seek(mgt.offset + i)
+                f.write(mgt.data[i:i + 512])
+        with device.open_device(self.image) as dev:
+            insp = resign.inspect(dev, self.backups, TARGET)
+        self.assertEqual(resign.STATE_RESIGNING, insp.state)
+        self.assertEqual(("MGT",), insp.original.renamed)
+        self.assertEqual((), insp.original.problems)
+        self.resign()
+        self.assertEqual(read(reference), read(self.image))
+
+    def test_interrupted_to_another_target_without_backup(self):
+        other = "0f0e0d0c-0b0a-4909-8807-060504030201"
+
+        label = [w.phase for w in self.resign(
+            target=other, dry_run=True).plan.writes].index(resign.PHASE_LABEL)
+
+        def opener(p, writable=False):
+            return CrashingDevice(p, writable, label + 1, False)
+        self.assertRaises(Crash, self.resign, target=other, opener=opener)
+        before = read(self.image)
+        exc = self.assertRaises(
+            exception.UnsafeOperation, self.resign,
+            backup_dir=os.path.join(self.tmpdir, "elsewhere"))
+        self.assertIn("interrupted resignature to %s" % other, str(exc))
+        self.assertEqual(before, read(self.image))
+
+    def _primary_footer(self, lv_name):
+        lv = sr_mod.inspect_path(self.image).lv(lv_name)
+        start, length = lv.extents[0]
+        return start + self.pristine[start:start + length].rindex(
+            b"conectix")
+
+    def test_bad_primary_footer(self):
+        # The copy at byte 0 is fine; the footer blktap reads at the end
+        # of the VHD data (this LV is deflated) is corrupt, then gone.
+        offset = self._primary_footer("VHD-" + LEAF)
+        for at, data in ((offset + 100, b"\xff"), (offset, bytes(8))):
+            with open(self.image, "r+b") as f:
+                f.seek(at)
+                f.write(data)
+            self.pristine = read(self.image)
+            problems = sr_mod.inspect_path(self.image).problems
+            self.assertEqual([("bad-vhd", "VHD-" + LEAF)],
+                             [(p.code, p.subject) for p in problems])
+            self.assertRefused("bad-vhd")
+        self.assertIn("primary footer", str(problems[0]))
+
+
+class TestBackupBinding(ResignTestCase):
+    """A backup is used only on the device and in the state it proves."""
+
+    def later_clone(self, name="later.img"):
+        """A clone taken after the original changed (same PV id)."""
+        path = os.path.join(self.tmpdir, name)
+        with open(path, "wb") as f:
+            f.write(self.pristine)
+        with device.open_device(path, writable=True) as dev:
+            rewrite_vg(dev)
+        return path
+
+    def test_stale_backup_of_another_clone_is_not_used(self):
+        later = self.later_clone()
+        reference = self.later_clone("reference.img")
+        self.resign(reference, backup_dir=os.path.join(self.tmpdir, "ref"))
+        self.resign()               # the earlier clone leaves its backup
+        for target in (TARGET, None):
+            with device.open_device(later) as dev:
+                insp = resign.inspect(dev, self.backups, target)
+            self.assertEqual(resign.STATE_ORIGINAL, insp.state)
+            self.assertIsNone(insp.backup)
+        result = self.resign(later)
+        self.assertEqual(read(reference), read(later))
+        self.assertEqual(2, len(os.listdir(self.backups)))
+        self.assertNotEqual(result.backup_path,
+                            resign.inspect(device.open_device(self.image),
+                                           None).backup)
+
+    def assertNotRestored(self, path, backup_path, fragment):
+        before = read(path)
+        exc = self.assertRaises(exception.BackupMismatch,
+                                resign.restore_device, path, backup_path,
+                                lock_path=self.locks)
+        self.assertEqual(3, exc.exit_code)
+        self.assertIn(fragment, str(exc))
+        self.assertEqual(before, read(path))
+
+    def test_restore_only_onto_the_device_it_came_from(self):
+        result = self.resign()
+        blank = os.path.join(self.tmpdir, "blank.img")
+        with open(blank, "wb") as f:
+            f.truncate(len(self.pristine))
+        other = make_sr(os.path.join(self.tmpdir, "other.img"),
+                        sr_uuid="0f0e0d0c-0b0a-4909-8807-060504030201")
+        self.assertNotRestored(blank, result.backup_path,
+                               "does not match this device")
+        self.assertNotRestored(other, result.backup_path, "")
+        self.assertNotRestored(self.later_clone(), result.backup_path,
+                               "at byte 4096 (mda header at 4096")
+        # An untouched copy of the original: nothing to write.
+        copy = os.path.join(self.tmpdir, "copy.img")
+        with open(copy, "wb") as f:
+            f.write(self.pristine)
+        self.assertEqual(0, resign.restore_device(copy, result.backup_path,
+                                                  lock_path=self.locks))
+        self.assertEqual(self.pristine, read(copy))
+
+    def test_restore_refused_after_a_change_since(self):
+        result = self.resign()
+        with device.open_device(self.image, writable=True) as dev:
+            rewrite_vg(dev)         # e.g. SM created an LV on the new SR
+        self.assertNotRestored(self.image, result.backup_path,
+                               "holds neither the backup's original bytes")
 
 
 class TestCrashSafety(ResignTestCase):
@@ -274,13 +450,52 @@ class TestCrashSafety(ResignTestCase):
                 self.assertEqual(resign.STATE_RESIGNED, result.state)
         self.assertIn(resign.STATE_RESIGNING, seen)
 
-    def test_interrupted_without_backup_is_refused(self):
+    def test_every_crash_point_without_the_backup(self):
+        # The rerun cannot reach the backup (another host, another
+        # --backup-dir, a lost directory entry): it must end byte-identical
+        # to an uninterrupted run, or refuse with nothing written.
+        reference = os.path.join(self.tmpdir, "reference.img")
+        shutil.copyfile(self.image, reference)
+        ref = self.resign(reference, backup_dir=os.path.join(self.tmpdir,
+                                                             "ref"))
+        expected = read(reference)
+        outcomes = {}
+        for k in range(1, ref.writes + 1):
+            for torn in (False, True):
+                path = os.path.join(self.tmpdir, "crash.img")
+                with open(path, "wb") as f:
+                    f.write(self.pristine)
+
+                def opener(p, writable=False):
+                    return CrashingDevice(p, writable, k, torn)
+                self.assertRaises(Crash, self.resign, path, opener=opener)
+                crashed = read(path)
+                elsewhere = os.path.join(self.tmpdir, "e-%d-%s" % (k, torn))
+                try:
+                    self.resign(path, backup_dir=elsewhere)
+                except exception.UnsafeOperation:
+                    self.assertEqual(crashed, read(path))
+                    outcomes[(k, torn)] = "refused"
+                else:
+                    self.assertEqual(expected, read(path),
+                                     "k=%d torn=%s" % (k, torn))
+                    outcomes[(k, torn)] = "finished"
+        # Every clean crash point finishes from the device's own state.
+        self.assertEqual({"finished"}, {v for (k, torn), v in
+                                        outcomes.items() if not torn},
+                         outcomes)
+
+    def test_roll_forward_backup_restores_the_interrupted_state(self):
+        label = [w.phase for w in self.resign(dry_run=True).plan.writes
+                 ].index(resign.PHASE_LABEL)
+
         def opener(p, writable=False):
-            return CrashingDevice(p, writable, 3, False)
+            return CrashingDevice(p, writable, label + 2, False)
         self.assertRaises(Crash, self.resign, opener=opener)
-        before = read(self.image)
-        exc = self.assertRaises(
-            exception.UnsafeOperation, self.resign,
-            backup_dir=os.path.join(self.tmpdir, "elsewhere"))
-        self.assertIn("interrupted", str(exc))
-        self.assertEqual(before, read(self.image))
+        crashed = read(self.image)
+        result = self.resign(backup_dir=os.path.join(self.tmpdir, "other"))
+        self.assertEqual(TARGET, sr_mod.inspect_path(self.image).sr_uuid)
+        self.assertNotEqual(crashed, read(self.image))
+        resign.restore_device(self.image, result.backup_path,
+                              lock_path=self.locks)
+        self.assertEqual(crashed, read(self.image))
