@@ -4,8 +4,8 @@ The hub shim
     Nova 21's ``nova.monkey_patch`` (imported by ``nova.test``) calls
     ``eventlet.hubs.use_hub("oslo_service:service_hub")``.  oslo.service
     dropped ``service_hub`` in 2.5 (eventlet >= 0.21 hubs use a monotonic
-    clock themselves, which is all it provided), and Ussuri's oslo.service
-    does not install on Python 3.11.  :func:`install_hub_shim` gives
+    clock themselves, which is all it provided); the environment resolves
+    a current oslo.service.  :func:`install_hub_shim` gives
     ``oslo_service`` that attribute back: eventlet's default hub class,
     whose clock is checked to be ``time.monotonic``.
 ``extension`` mode
