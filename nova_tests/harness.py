@@ -2,11 +2,14 @@
 
 Shared by ``nova_tests`` and ``benchmarks/bench_live_migration.py --nova``.
 The drivers are loaded as nova-compute loads them
-(``nova.virt.driver.load_compute_driver`` with a ``compute_driver`` name and
-``[xenserver] connection_url``), so Nova's own ``VMOps`` / ``VolumeOps`` /
-``volume_utils`` and os-xenapi's ``XenAPISession`` run unmodified.  The
-session gets the two py3 adjustments of the research notes (a URL with a
-port; plugin replies as bytes).  The compute manager's part is played by
+(``nova.virt.driver.load_compute_driver`` with ``compute_driver =
+xenapi.XenAPIDriver`` and ``[xenserver] connection_url``): stock, or with
+the extension activated as ``nova-compute-xenapi-resign`` activates it.
+Nova's own ``VMOps`` / ``VolumeOps`` / ``volume_utils`` and os-xenapi's
+``XenAPISession`` run over the PyPI ``XenAPI`` client's ordinary transport,
+with the extension's :mod:`~nova_xenapi_resign.xenapi.plugin_compat` (as
+on a compute host) and one adjustment for the simulator: a URL with a
+port.  The compute manager's part is played by
 :meth:`NovaPools.migrate`, which calls the driver methods in Nova's order
 and carries the migrate data between hosts as RPC would
 (``obj_to_primitive`` / ``obj_from_primitive``, optionally pinned to an
@@ -16,7 +19,6 @@ older object version).
 import socket
 import urllib.parse
 import uuid
-import xmlrpc.client
 
 import fixtures
 import nova.conf
@@ -25,18 +27,23 @@ from nova import objects
 from nova.objects import base as nova_base
 from nova import rpc
 from nova.virt import driver as virt_driver
-from os_xenapi.client import session as xenapi_session
+import nova.virt.xenapi as nova_xenapi
+from nova.virt.xenapi import driver as nova_xenapi_driver
 import oslo_messaging
 
+from nova_xenapi_resign import nova_compute
 from nova_xenapi_resign.simulator import fixture as simfixture
+from nova_xenapi_resign.xenapi import plugin_compat
 from tests.functional.test_live_migration_sim import iqn
 from tests.functional.test_live_migration_sim import PORTAL
 
 CONF = nova.conf.CONF
-#: The ``compute_driver`` value README gives for this project's driver.
-OUR_DRIVER = "nova_xenapi_resign.nova_driver.XenAPIDriver"
-#: Nova's own (``compute_driver = xenapi.XenAPIDriver``).
-STOCK_DRIVER = "xenapi.XenAPIDriver"
+#: ``[DEFAULT] compute_driver``, as README gives it, for both services.
+COMPUTE_DRIVER = "xenapi.XenAPIDriver"
+#: The service started as ``nova-compute-xenapi-resign`` (README).
+OUR_DRIVER = "extension"
+#: The service started as Nova's own ``nova-compute``.
+STOCK_DRIVER = "stock"
 MiB = 1024 * 1024
 
 _NOVA_READY = False
@@ -56,35 +63,13 @@ def setup_nova():
     _NOVA_READY = True
 
 
-def _builtin(value):
-    if isinstance(value, xmlrpc.client.Binary):
-        return value.data
-    if isinstance(value, dict):
-        return {k: _builtin(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(_builtin(v) for v in value)
-    return value
-
-
-class BytesTransport(xmlrpc.client.Transport):
-    """XML-RPC transport giving ``<base64>`` as bytes, dates as strings.
-
-    os-xenapi unpickles plugin replies, which needs bytes; the stock
-    ``use_builtin_types=True`` would also parse XAPI's ``...Z`` dateTimes,
-    which Python's client cannot.
-    """
-
-    def parse_response(self, response):
-        return _builtin(super().parse_response(response))
-
-
 def _get_ip_from_url(self, url):
+    """The host of ``url``, resolved.
+
+    os-xenapi resolves ``netloc``, so a URL with a port (the simulator's)
+    fails; a real host is on port 80/443.
+    """
     return socket.gethostbyname(urllib.parse.urlparse(url).hostname)
-
-
-def _create_session(self, url):
-    self.is_local_connection = False
-    return xenapi_session.XenAPI.Session(url, transport=BytesTransport())
 
 
 class NovaPools(fixtures.Fixture):
@@ -99,8 +84,10 @@ class NovaPools(fixtures.Fixture):
         cls = "os_xenapi.client.session.XenAPISession."
         self.useFixture(fixtures.MonkeyPatch(cls + "_get_ip_from_url",
                                              _get_ip_from_url))
-        self.useFixture(fixtures.MonkeyPatch(cls + "_create_session",
-                                             _create_session))
+        # os-xenapi 0.3.4 on Python 3 cannot call a real host's plugins;
+        # the extension ships the fix (for stock Nova's driver too: it is
+        # os-xenapi's, not the driver's).
+        plugin_compat.install()
         self.sim = self.useFixture(simfixture.SimulatorFixture(
             pools=2, san_dir=self.san_dir))
         self.x = [self.sim.session(i).xenapi for i in range(2)]
@@ -112,22 +99,38 @@ class NovaPools(fixtures.Fixture):
 
     # --- hosts, volumes and instances -------------------------------------
 
-    def driver(self, index, compute_driver):
-        """The driver nova-compute of pool ``index`` would load."""
+    def driver(self, index, service=OUR_DRIVER):
+        """The driver the compute service of pool ``index`` loads.
+
+        ``service`` is :data:`OUR_DRIVER` (``nova-compute-xenapi-resign``:
+        the extension activated) or :data:`STOCK_DRIVER` (``nova-compute``);
+        ``compute_driver`` is :data:`COMPUTE_DRIVER` for both.
+        """
         CONF.set_override("connection_url", self.sim.urls[index],
                           "xenserver")
         CONF.set_override("connection_password", "password", "xenserver")
+        package = nova_xenapi
         try:
-            return virt_driver.load_compute_driver(object(), compute_driver)
+            if service == OUR_DRIVER:
+                nova_compute.activate()
+            else:
+                package.XenAPIDriver = nova_xenapi_driver.XenAPIDriver
+            return virt_driver.load_compute_driver(object(), COMPUTE_DRIVER)
         finally:
+            package.XenAPIDriver = nova_xenapi_driver.XenAPIDriver
             CONF.clear_override("connection_url", "xenserver")
             CONF.clear_override("connection_password", "xenserver")
 
-    def volume(self, volume_id, mount, size=8 * MiB):
-        """A LUN on the SAN and Nova's block device mapping for it (CHAP)."""
-        self.sim.san.create_lun(PORTAL, iqn(volume_id), 0, size)
+    def volume(self, volume_id, mount, size=8 * MiB, target=None, lun=0):
+        """A LUN on the SAN and Nova's block device mapping for it (CHAP).
+
+        The LUN is ``lun`` of the target ``target`` (an IQN; by default
+        one target per volume, ``iqn(volume_id)``).
+        """
+        target = target or iqn(volume_id)
+        self.sim.san.create_lun(PORTAL, target, lun, size)
         data = {"volume_id": volume_id, "target_portal": PORTAL,
-                "target_iqn": iqn(volume_id), "target_lun": 0,
+                "target_iqn": target, "target_lun": lun,
                 "target_discovered": False, "auth_method": "CHAP",
                 "auth_username": "user", "auth_password": "secret"}
         return {"connection_info": {"driver_volume_type": "iscsi",
@@ -150,20 +153,29 @@ class NovaPools(fixtures.Fixture):
         return sr
 
     def boot(self, instance, volumes):
-        """A running VM on pool 0 with each (bdm, SR uuid) attached."""
+        """A running VM on pool 0 with each (bdm, SR uuid) attached.
+
+        Volumes naming the same SR uuid share one SR (introduced once).
+        """
         x = self.x[0]
         vm = x.VM.create({"name_label": instance.name,
                           "other_config": {"nova_uuid": instance.uuid}})
+        srs = {}
         for number, (bdm, sr_uuid) in enumerate(volumes, 1):
-            self.attach(x, vm, self.introduce(x, sr_uuid, bdm), number)
+            if sr_uuid not in srs:
+                srs[sr_uuid] = self.introduce(x, sr_uuid, bdm)
+            self.attach(x, vm, srs[sr_uuid], number,
+                        bdm["connection_info"]["data"]["target_lun"])
         x.VM.start(vm, False, False)
         return x.VM.get_uuid(vm)
 
     @staticmethod
-    def attach(x, vm, sr, number=1):
-        """A volume VBD (``osvol``, as Nova makes it) of the SR's VDI."""
+    def attach(x, vm, sr, number=1, lun=0):
+        """A volume VBD (``osvol``, as Nova makes it) of LUN ``lun``'s VDI."""
+        vdi = [v for v in x.SR.get_VDIs(sr)
+               if x.VDI.get_sm_config(v).get("LUNid") == str(lun)][0]
         return x.VBD.create({
-            "VM": vm, "VDI": x.SR.get_VDIs(sr)[0], "userdevice": str(number),
+            "VM": vm, "VDI": vdi, "userdevice": str(number),
             "bootable": False, "mode": "RW", "type": "Disk",
             "unpluggable": True, "empty": False,
             "other_config": {"osvol": "True"}, "qos_algorithm_type": "",

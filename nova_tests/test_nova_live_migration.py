@@ -19,7 +19,9 @@ from nova_tests.harness import OUR_DRIVER
 from nova_tests.harness import STOCK_DRIVER
 from nova_xenapi_resign import exception
 from nova_xenapi_resign.objects import migrate_data as md
+from nova_xenapi_resign.simulator import errors as simerrors
 from nova_xenapi_resign.simulator import san as sanmod
+from nova_xenapi_resign import sr_naming
 from tests import base
 from tests.functional.test_live_migration_sim import iqn
 from tests.functional.test_live_migration_sim import legacy
@@ -101,25 +103,36 @@ class TestExtensionDriver(LiveMigrationTestCase):
         self.source = self.driver(0, OUR_DRIVER)
         self.dest = self.driver(1, OUR_DRIVER)
 
-    def test_driver_class_is_novas(self):
+    def test_activation_keeps_the_compute_driver_name(self):
+        # README: compute_driver = xenapi.XenAPIDriver, the service started
+        # as nova-compute-xenapi-resign.  Nova loads the extension's class
+        # under Nova's name, so is_xenapi() (device names, novncproxy)
+        # holds, and Nova's own class stays Nova's.
         from nova.virt.xenapi import driver as nova_xenapi_driver
-        cls = importutils.import_class(OUR_DRIVER)
-        self.assertTrue(issubclass(cls, nova_xenapi_driver.XenAPIDriver))
-        self.assertIs(cls, importutils.import_class(OUR_DRIVER))
+        from nova_xenapi_resign import nova_driver
+        cls = nova_driver.build_driver_class()
+        self.assertIsInstance(self.source, cls)
+        self.assertIs(nova_xenapi_driver.XenAPIDriver, cls.__mro__[2])
+        self.assertNotIsInstance(self.driver(0, STOCK_DRIVER), cls)
+        self.assertIs(nova_xenapi_driver.XenAPIDriver,
+                      importutils.import_class("nova.virt.xenapi."
+                                               "XenAPIDriver"))
+        CONF.set_override("compute_driver", harness.COMPUTE_DRIVER)
+        self.addCleanup(CONF.clear_override, "compute_driver")
+        self.assertTrue(virt_driver.is_xenapi())
         self.assertEqual("1.5", objects.XenapiLiveMigrateData.VERSION)
         self.assertEqual("auto", CONF.xenapi_resign.sr_naming)
 
-    def test_compute_driver_name_loads_through_nova(self):
-        # nova-compute imports "nova.virt." + compute_driver; the package
-        # ships nova/virt/nova_xenapi_resign/ for the README's name.
-        from nova.virt.nova_xenapi_resign import nova_driver as shim
-        from nova_xenapi_resign import nova_driver
-        self.assertIs(nova_driver.XenAPIDriver, shim.XenAPIDriver)
-        self.assertIsInstance(self.source, nova_driver.XenAPIDriver)
-        self.assertIsInstance(self.driver(0, STOCK_DRIVER),
-                              virt_driver.ComputeDriver)
-        self.assertNotIsInstance(self.driver(0, STOCK_DRIVER),
-                                 nova_driver.XenAPIDriver)
+    def test_vmops_and_volumeops_are_subclasses_of_novas(self):
+        from nova.virt.xenapi import vmops
+        from nova.virt.xenapi import volumeops
+        self.assertIsInstance(self.source._vmops, vmops.VMOps)
+        self.assertIsNot(vmops.VMOps, type(self.source._vmops))
+        for ops in (self.source._volumeops, self.source._vmops._volumeops):
+            self.assertIsInstance(ops, volumeops.VolumeOps)
+            self.assertIsNot(volumeops.VolumeOps, type(ops))
+        stock = self.driver(0, STOCK_DRIVER)
+        self.assertIs(vmops.VMOps, type(stock._vmops))
 
     def test_legacy_and_uuid5_volumes_migrate_without_mirror(self):
         instance = self.instance()
@@ -280,3 +293,173 @@ class TestExtensionDriver(LiveMigrationTestCase):
                                   instance, bdm["mount_device"])
         self.assertTrue(self.sr_exists(0, legacy(VOL_C)))
         self.assertFalse(self.sr_exists(0, uuid5(VOL_C)))
+
+
+class TestNovaContract(LiveMigrationTestCase):
+    """The extension keeps Nova's behaviour where it changes nothing."""
+
+    def setUp(self):
+        super().setUp()
+        self.source = self.driver(0, OUR_DRIVER)
+        self.dest = self.driver(1, OUR_DRIVER)
+
+    def fail_on_source(self, method, nargs, error):
+        """Make the source pool's XAPI answer ``method`` with ``error``.
+
+        ``nargs`` for a method the simulator resolves generically; an
+        explicitly registered one keeps its own arity.
+        """
+        pool = self.pools.sim.pools[0]
+        original = pool.methods.get(method)
+
+        def failing(*args):
+            raise error
+        if original is None:
+            pool.register(method, failing, nargs)
+            self.addCleanup(pool.methods.pop, method)
+        else:
+            pool.register(method, failing, original.max_args,
+                          original.max_args - original.min_args)
+            self.addCleanup(pool.methods.__setitem__, method, original)
+
+    def test_xapi_failure_in_the_pre_check_runs_recover(self):
+        # A XAPI call of the pre-check fails: Nova's live_migrate contract
+        # is recover_method, then the error.
+        instance = self.instance()
+        bdm = self.volume(VOL_A, "/dev/xvdb")
+        vm_uuid = self.boot(instance, [(bdm, uuid5(VOL_A))])
+        self.fail_on_source("SR.get_all_records_where", 1, simerrors.XapiError(
+            "INTERNAL_ERROR", "database unavailable"))
+
+        data, error = self.migrate(self.source, self.dest, instance, [bdm])
+
+        self.assertIsInstance(error, xenapi_session.XenAPI.Failure)
+        self.assertEqual(["INTERNAL_ERROR", "database unavailable"],
+                         error.details)
+        self.assertEqual(["recover"], self.calls)
+        self.assertEqual(0, self.calls_of(0, "VM.migrate_send"))
+        self.assertEqual([0], self.vm_pool(vm_uuid))
+        # The destination's rollback forgot the SR it introduced.
+        self.assertFalse(self.sr_exists(1, uuid5(VOL_A)))
+        self.assert_no_hazard()
+
+    def test_migrate_send_failure_is_novas_migration_error(self):
+        instance = self.instance()
+        bdm = self.volume(VOL_A, "/dev/xvdb")
+        vm_uuid = self.boot(instance, [(bdm, uuid5(VOL_A))])
+        self.fail_on_source("VM.migrate_send", None, simerrors.XapiError(
+            "VM_MIGRATE_FAILED", "vm", "pool0", "pool1", "network"))
+
+        data, error = self.migrate(self.source, self.dest, instance, [bdm])
+
+        self.assertIsInstance(error, nova_exception.MigrationError)
+        self.assertEqual(["recover"], self.calls)
+        self.assertEqual([0], self.vm_pool(vm_uuid))
+        self.assertTrue(self.sr_exists(0, uuid5(VOL_A)))
+        self.assertFalse(self.sr_exists(1, uuid5(VOL_A)))
+
+    def _migrate_without_volumes(self, number, service):
+        instance = self.instance(number)
+        vm_uuid = self.boot(instance, [])
+        source = self.driver(0, service)
+        dest = self.driver(1, service)
+        del self.calls[:]
+        data, error = self.migrate(source, dest, instance, [])
+        self.assertIsNone(error)
+        self.assertEqual(["post"], self.calls)
+        self.assertEqual([1], self.vm_pool(vm_uuid))
+        return self.x[0].debug.get_call_count()["by_method"]
+
+    def test_vm_without_volumes_makes_exactly_novas_calls(self):
+        stock = self._migrate_without_volumes(1, STOCK_DRIVER)
+        ours = self._migrate_without_volumes(2, OUR_DRIVER)
+        # No config_file plugin call, no VBD query: the same XAPI calls as
+        # Nova's own driver, method by method.
+        self.assertEqual(stock, ours)
+        self.assertNotIn("VBD.get_all_records_where", ours)
+
+    def _attach(self, volume_id):
+        instance = self.instance()
+        self.boot(instance, [])
+        bdm = self.volume(volume_id, "/dev/xvdb")
+        bdm["connection_info"]["data"]["volume_id"] = int(volume_id)
+        self.source.attach_volume(self.ctx, bdm["connection_info"],
+                                  instance, bdm["mount_device"])
+        return bdm
+
+    def test_integer_volume_id_under_legacy_naming(self):
+        # Nova names a legacy SR 'FA15E-D15C-%s' % volume_id.
+        CONF.set_override("sr_naming", "legacy", "xenapi_resign")
+        self.addCleanup(CONF.clear_override, "sr_naming", "xenapi_resign")
+        self._attach("42")
+        self.assertTrue(self.sr_exists(0, "FA15E-D15C-42"))
+
+    def test_integer_volume_id_under_auto_naming(self):
+        self._attach("43")
+        self.assertTrue(self.sr_exists(0, uuid5("43")))
+        self.assertFalse(self.sr_exists(0, "FA15E-D15C-43"))
+
+
+class TestSharedTargetSr(LiveMigrationTestCase):
+    """Two LUNs behind one portal+IQN: one uuid5 SR for both volumes."""
+
+    TARGET = iqn("shared")
+
+    def shared_volumes(self, number):
+        """VOL_A and VOL_B on one target (uuid5 SR), VOL_C legacy-named."""
+        instance = self.instance(number)
+        bdm_a = self.volume(VOL_A, "/dev/xvdb", target=self.TARGET, lun=0)
+        bdm_b = self.volume(VOL_B, "/dev/xvdc", target=self.TARGET, lun=1)
+        bdm_c = self.volume(VOL_C, "/dev/xvdd")
+        shared = sr_naming.uuid5_sr_uuid("192.0.2.5", "3260", self.TARGET)
+        return instance, shared, [bdm_a, bdm_b, bdm_c], [
+            (bdm_a, shared), (bdm_b, shared), (bdm_c, legacy(VOL_C))]
+
+    def test_stock_nova_forgets_the_shared_sr_twice(self):
+        # Nova's _get_iscsi_srs lists the SR once per VBD: the VM moves,
+        # the second SR.forget fails, and Nova runs recover, not post.
+        source = self.driver(0, STOCK_DRIVER)
+        dest = self.driver(1, STOCK_DRIVER)
+        instance, shared, bdms, volumes = self.shared_volumes(1)
+        vm_uuid = self.boot(instance, volumes[:2])
+
+        data, error = self.migrate(source, dest, instance, bdms[:2])
+
+        self.assertIsInstance(error, xenapi_session.XenAPI.Failure)
+        self.assertEqual("HANDLE_INVALID", error.details[0])
+        self.assertEqual(["recover"], self.calls)
+        self.assertEqual([1], self.vm_pool(vm_uuid))
+
+    def assert_moved(self, vm_uuid, to, shared):
+        self.assertEqual(["post"], self.calls)
+        self.assertEqual([to], self.vm_pool(vm_uuid))
+        frm = 1 - to
+        # Each source SR forgotten exactly once, during live_migration.
+        self.assertEqual(2, self.calls_of(frm, "SR.forget"))
+        self.assertFalse(self.sr_exists(frm, shared))
+        self.assertFalse(self.sr_exists(frm, legacy(VOL_C)))
+        x = self.x[to]
+        vm = x.VM.get_by_uuid(vm_uuid)
+        self.assertEqual(
+            sorted([shared, shared, legacy(VOL_C)]),
+            sorted(x.SR.get_uuid(x.VDI.get_SR(x.VBD.get_VDI(v)))
+                   for v in x.VM.get_VBDs(vm)))
+        self.assert_no_hazard()
+
+    def test_shared_sr_and_legacy_volume_migrate_there_and_back(self):
+        pool0 = self.driver(0, OUR_DRIVER)
+        pool1 = self.driver(1, OUR_DRIVER)
+        instance, shared, bdms, volumes = self.shared_volumes(1)
+        vm_uuid = self.boot(instance, volumes)
+
+        data, error = self.migrate(pool0, pool1, instance, bdms)
+        self.assertIsNone(error)
+        self.assertEqual({VOL_A: shared, VOL_B: shared,
+                          VOL_C: legacy(VOL_C)},
+                         md.get_volume_sr_uuid_map(data))
+        self.assert_moved(vm_uuid, 1, shared)
+
+        del self.calls[:]
+        data, error = self.migrate(pool1, pool0, instance, bdms)
+        self.assertIsNone(error)
+        self.assert_moved(vm_uuid, 0, shared)

@@ -144,6 +144,12 @@ class StorageError(ResignException):
     msg_fmt = "Storage error: %(reason)s"
 
 
+class InvalidPluginArguments(InvalidInput):
+    """A dom0 plugin call whose arguments cannot reach the plugin."""
+
+    msg_fmt = "Arguments of dom0 plugin call %(plugin)s %(fn)s: %(reason)s"
+
+
 class LiveMigrationPreCheckError(ResignException):
     """A volume-backed live migration was refused before XAPI moved anything.
 

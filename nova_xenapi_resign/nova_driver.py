@@ -3,9 +3,11 @@
 ``XenAPIDriver`` here is a subclass of Nova's
 ``nova.virt.xenapi.driver.XenAPIDriver`` (Nova 18.0.0 to 21.x).  Nova is not
 imported when this module is: the class is built on first access of the
-attribute (a module ``__getattr__``), so ``importutils.import_class(
-"nova_xenapi_resign.nova_driver.XenAPIDriver")`` works and merely importing
-the library never needs Nova.
+attribute (a module ``__getattr__``) or by :func:`build_driver_class`.
+Operators keep ``compute_driver = xenapi.XenAPIDriver`` and start the
+service as ``nova-compute-xenapi-resign``
+(:mod:`nova_xenapi_resign.nova_compute`), so Nova's behaviour keyed to that
+name (``nova.virt.driver.is_xenapi()``) is unchanged.
 
 What it changes (DESIGN.md section 3), and nothing else:
 
@@ -23,26 +25,41 @@ What it changes (DESIGN.md section 3), and nothing else:
     migration are forgotten (Nova's ``connect_block_device_volumes`` would
     forget every SR it had connected, pre-existing ones included).
 ``live_migration`` (source)
-    For a block (cross-pool) migration, before Nova's code calls
-    ``VM.migrate_send``: ``check_sr_uuid_map`` (with the relaxed XSM SR check
-    when ``[xenapi_resign] require_relaxed_xsm_sr_check``).  A refusal calls
-    Nova's ``recover_method`` (``_rollback_live_migration``), exactly as
-    Nova's ``live_migrate`` does on failure, and raises
-    :class:`~nova_xenapi_resign.exception.LiveMigrationPreCheckError`; XAPI
-    is never asked to move anything.  Nova's ``_generate_vdi_map`` is then
-    answered for the volume SRs from what the check read (the same VDIs,
-    without Nova's per-SR walk over every VBD): XAPI gets the map that was
-    checked.
+    For a block (cross-pool) migration of a VM with volumes prepared by
+    this driver's ``check_can_live_migrate_source``, before Nova's code
+    calls ``VM.migrate_send``: ``check_sr_uuid_map`` (with the relaxed XSM
+    SR check when ``[xenapi_resign] require_relaxed_xsm_sr_check``).  A VM
+    without volumes gets no extra XAPI call.  Any failure of the check
+    (a refusal, a XAPI error) calls Nova's ``recover_method``
+    (``_rollback_live_migration``) and is re-raised, exactly as Nova's
+    ``live_migrate`` treats a failure; XAPI is never asked to move anything.
+    ``VMOps._generate_vdi_map`` is then answered for the volume SRs from
+    what the check read, so XAPI gets the map that was checked; and
+    ``VMOps._get_iscsi_srs`` lists an SR shared by several volumes (one
+    uuid5 SR per portal+IQN) once, so Nova's clean-up forgets it once
+    (Nova lists it per VBD and the second ``SR.forget`` fails).
 ``rollback_live_migration_at_destination`` (destination)
     Forgets exactly the SRs this destination introduced for the migration
     (never one that existed before, never one in use), then runs Nova's
     rollback without its SR loop (which recomputes uuid5 names and would
     leak a legacy-named SR, or forget one another instance uses).
 volume attach (every ``VolumeOps`` of the driver)
-    ``_connect_to_volume_provider`` is replaced on the instances by one that
-    names a new SR per ``[xenapi_resign] sr_naming`` (``auto`` reuses the
-    volume's legacy SR if it exists) and honours an explicit ``sr_uuid``
-    with a complete device-config.
+    ``_connect_to_volume_provider`` names a new SR per ``[xenapi_resign]
+    sr_naming`` (``auto`` reuses the volume's legacy SR if it exists) and
+    honours an explicit ``sr_uuid`` with a complete device-config.  An
+    integer ``volume_id`` is taken as Nova takes it (``FA15E-D15C-%s``).
+
+The ``VMOps`` and ``VolumeOps`` overrides are subclasses of Nova's with
+Nova's signatures; the driver's objects become instances of them right
+after Nova's ``__init__`` built them (only objects of exactly Nova's class:
+a test's mock stays a mock), so class-level stubs on Nova's classes still
+apply wherever the extension defers to Nova.  The driver's public methods
+keep Nova's exact signatures, without annotations, as Nova's
+``assertPublicAPISignatures`` requires.
+
+Building the class also installs
+:func:`~nova_xenapi_resign.xenapi.plugin_compat.install`: os-xenapi 0.3.4's
+pickled plugin calls cannot reach a real host from Python 3 otherwise.
 
 The library's XAPI helpers take Nova's session as it is: they recognise
 os-xenapi's own ``XenAPI.Failure`` class
@@ -51,12 +68,12 @@ os-xenapi's own ``XenAPI.Failure`` class
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 import logging
 import threading
 from typing import Any
 
 
-from nova_xenapi_resign import exception
 from nova_xenapi_resign.objects import migrate_data as md
 from nova_xenapi_resign import sr_naming
 from nova_xenapi_resign.xenapi import live_migration
@@ -88,70 +105,180 @@ def _field(obj: Any, name: str, default: Any = None) -> Any:
     return getattr(obj, name)
 
 
-class ResignDriverMixin(object):
-    """The overrides; mixed into Nova's ``XenAPIDriver`` by the builder.
+def _with_str_volume_id(connection_data: Any) -> Any:
+    """``connection_data`` with an integer ``volume_id`` as Nova formats it.
 
-    Needs ``self._session``, ``self._vmops`` and ``self._volumeops`` (set by
-    Nova's ``__init__``) and the class attributes ``_nova_conf`` and
-    ``_excutils``.
+    Nova names a legacy SR ``'FA15E-D15C-%s' % volume_id`` and so accepts
+    any volume id; the library's naming takes strings.
     """
+    if not isinstance(connection_data, Mapping):
+        return connection_data
+    volume_id = connection_data.get("volume_id")
+    if volume_id is None or isinstance(volume_id, str):
+        return connection_data
+    data = dict(connection_data)
+    data["volume_id"] = "%s" % (volume_id,)
+    return data
 
-    _nova_conf: Any = None
 
-    def _resign_setup(self) -> None:
-        self._resign_lock = threading.Lock()
+def _with_str_volume_ids(block_device_info: Any) -> Any:
+    """``block_device_info`` with every volume id as Nova formats it."""
+    if not isinstance(block_device_info, Mapping):
+        return block_device_info
+    mappings = live_migration.block_device_mappings(block_device_info)
+    changed = []
+    for bdm in mappings:
+        connection_info = bdm.get("connection_info") or {}
+        data = connection_info.get("data") or {}
+        fixed = _with_str_volume_id(data)
+        if fixed is not data:
+            bdm = dict(bdm, connection_info=dict(connection_info, data=fixed))
+        changed.append(bdm)
+    if all(a is b for a, b in zip(mappings, changed)):
+        return block_device_info
+    return dict(block_device_info, block_device_mapping=changed)
+
+
+class ResignState(object):
+    """What a driver and its ``VMOps``/``VolumeOps`` share."""
+
+    def __init__(self, conf: Any, session: Any, excutils: Any) -> None:
+        self.conf = conf
+        self.session = session
+        self.excutils = excutils
+        self.lock = threading.Lock()
         # Per (green)thread: the SRs introduced by the pre_live_migration
         # running in it, and the CheckedVolumes of the live_migration
         # running in it (None outside them).  nova-compute monkey-patches
         # threading, so this is greenthread-local there.
-        self._resign_local = threading.local()
+        self.local = threading.local()
         # Destination: instance uuid -> SR uuids its migration introduced.
-        self._resign_dest_state: dict[str, set[str]] = {}
+        self.dest_state: dict[str, set[str]] = {}
         # Source: instance uuid -> volume_sr_uuid_map it computed.
-        self._resign_source_maps: dict[str, dict[str, str]] = {}
-        volumeops_seen = []
-        for volumeops in (getattr(self, "_volumeops", None),
-                          getattr(getattr(self, "_vmops", None),
-                                  "_volumeops", None)):
-            if volumeops is None or any(v is volumeops
-                                        for v in volumeops_seen):
-                continue
-            volumeops_seen.append(volumeops)
-            volumeops._connect_to_volume_provider = (
-                self._resign_connect_to_volume_provider)
-        vmops = getattr(self, "_vmops", None)
-        if vmops is not None:
-            self._resign_nova_vdi_map = vmops._generate_vdi_map
-            vmops._generate_vdi_map = self._resign_generate_vdi_map
-            vmops.connect_block_device_volumes = (
-                self._resign_connect_block_device_volumes)
+        self.source_maps: dict[str, dict[str, str]] = {}
 
-    # --- options ----------------------------------------------------------
-
-    def _resign_options(self) -> tuple[str, str | None, Any, bool]:
-        conf = self._nova_conf
-        group = conf.xenapi_resign
-        return (group.sr_naming, conf.xenserver.target_host,
-                conf.xenserver.target_port,
+    def options(self) -> tuple[str, str | None, Any, bool]:
+        group = self.conf.xenapi_resign
+        return (group.sr_naming, self.conf.xenserver.target_host,
+                self.conf.xenserver.target_port,
                 group.require_relaxed_xsm_sr_check)
 
-    # --- volume attach ----------------------------------------------------
+    def current(self, name: str) -> Any:
+        return getattr(self.local, name, None)
 
-    def _resign_connect_to_volume_provider(self, connection_data: Any,
-                                           instance_name: Any
-                                           ) -> tuple[str, str]:
-        """Nova's ``VolumeOps._connect_to_volume_provider``, per sr_naming."""
-        style, host, port, _ = self._resign_options()
+
+class ResignVolumeOpsMixin(object):
+    """Over Nova's ``VolumeOps``: SR naming per ``[xenapi_resign]``."""
+
+    _resign_state: ResignState
+
+    def _connect_to_volume_provider(self, connection_data, instance_name):
+        """Nova's method, naming the SR per ``sr_naming``."""
+        state = self._resign_state
+        style, host, port, _ = state.options()
         sr_ref, sr_uuid, introduced = volume_utils.connect_volume_sr(
-            self._session, connection_data,
+            state.session, _with_str_volume_id(connection_data),
             "Disk-for:%s" % instance_name, style, host, port)
         LOG.debug("Volume SR %s (%s) %s", sr_uuid,
                   sr_naming.classify(sr_uuid),
                   "introduced" if introduced else "already present")
-        collector = getattr(self._resign_local, "introduced", None)
+        collector = state.current("introduced")
         if introduced and collector is not None:
             collector.add(sr_uuid)
         return sr_ref, sr_uuid
+
+
+class ResignVMOpsMixin(object):
+    """Over Nova's ``VMOps``: the live-migration parts of the fix."""
+
+    _resign_state: ResignState
+
+    def _generate_vdi_map(self, destination_sr_ref, vm_ref, sr_ref=None):
+        """Nova's method, answered from the pre-check for volume SRs.
+
+        Inside this thread's ``live_migration``, a volume SR's VDIs are
+        those ``check_sr_uuid_map`` verified (read with two queries for all
+        volumes).  Nova's own version walks every VBD of the VM for each SR,
+        for ``VM.assert_can_migrate`` and again for ``VM.migrate_send``:
+        O(volumes^2) calls.  The answer is the same, and XAPI receives
+        exactly the map that was checked.  Anything else (the local disks'
+        default SR, another VM) goes to Nova's method, called as it was
+        called here.
+        """
+        checked = self._resign_state.current("checked")
+        if checked is not None and sr_ref is not None:
+            vdi_map = checked.vdi_map(vm_ref, sr_ref, destination_sr_ref)
+            if vdi_map is not None:
+                return vdi_map
+        if sr_ref is None:
+            return super()._generate_vdi_map(destination_sr_ref, vm_ref)
+        return super()._generate_vdi_map(destination_sr_ref, vm_ref, sr_ref)
+
+    def _get_iscsi_srs(self, ctxt, instance_ref):
+        """Nova's list of the VM's iSCSI SRs, each SR once.
+
+        Nova appends an SR per VBD: two volumes behind one portal+IQN share
+        one uuid5 SR, which ``live_migrate``'s clean-up would then forget
+        twice (the second ``SR.forget`` fails with ``HANDLE_INVALID`` after
+        the VM has moved, and Nova runs ``recover`` instead of ``post``).
+        """
+        return list(dict.fromkeys(super()._get_iscsi_srs(ctxt,
+                                                         instance_ref)))
+
+    def connect_block_device_volumes(self, block_device_info):
+        """Nova's method, forgetting only introduced SRs on failure.
+
+        Connects every volume (``{SR uuid: SR ref}``, as Nova returns it).
+        When one fails, Nova's version forgets every SR connected so far,
+        including SRs that were here before (another instance's multiattach
+        volume, a leftover of an earlier attempt); this one forgets only the
+        SRs introduced during this ``pre_live_migration``.
+        """
+        state = self._resign_state
+        sr_uuid_map = {}
+        try:
+            for bdm in live_migration.block_device_mappings(
+                    block_device_info):
+                sr_uuid, _ = self._volumeops.connect_volume(
+                    bdm["connection_info"])
+                sr_uuid_map[sr_uuid] = self._session.call_xenapi(
+                    "SR.get_by_uuid", sr_uuid)
+        except Exception:
+            with state.excutils.save_and_reraise_exception():
+                introduced = state.current("introduced")
+                forgotten = live_migration.forget_introduced_srs(
+                    self._session, {u: u for u in introduced or ()}, ())
+                LOG.warning("Connecting the volumes failed; forgot the SRs "
+                            "introduced for the migration (%s), kept %s",
+                            ", ".join(forgotten) or "none",
+                            ", ".join(sorted(set(sr_uuid_map)
+                                             - set(forgotten))) or "none")
+        return sr_uuid_map
+
+
+class ResignDriverMixin(object):
+    """The driver overrides; mixed into Nova's ``XenAPIDriver``.
+
+    Needs ``self._session``, ``self._vmops`` and ``self._volumeops`` (set by
+    Nova's ``__init__``) and the class attributes ``_nova_conf``,
+    ``_excutils`` and ``_resign_ops_classes`` (``{Nova's class: subclass}``).
+    The public methods have Nova's signatures exactly, without annotations.
+    """
+
+    _nova_conf: Any = None
+    _excutils: Any = None
+    _resign_ops_classes: dict[type, type] = {}
+
+    def _resign_setup(self) -> None:
+        self._resign_state = ResignState(self._nova_conf, self._session,
+                                         self._excutils)
+        vmops = getattr(self, "_vmops", None)
+        for ops in (getattr(self, "_volumeops", None), vmops,
+                    getattr(vmops, "_volumeops", None)):
+            subclass = self._resign_ops_classes.get(type(ops))
+            if subclass is not None:
+                ops.__class__ = subclass
+                ops._resign_state = self._resign_state
 
     # --- source -----------------------------------------------------------
 
@@ -168,69 +295,68 @@ class ResignDriverMixin(object):
         setattr(migrate_data, md.VOLUME_SR_UUID_MAP, dict(volume_map))
         return migrate_data
 
-    def check_can_live_migrate_source(self, context: Any, instance: Any,
-                                      dest_check_data: Any,
-                                      block_device_info: Any = None) -> Any:
+    def check_can_live_migrate_source(self, context, instance,
+                                      dest_check_data, block_device_info=None):
         result = super().check_can_live_migrate_source(
             context, instance, dest_check_data, block_device_info)
-        style, host, port, _ = self._resign_options()
+        state = self._resign_state
+        style, host, port, _ = state.options()
         volume_map = live_migration.build_volume_sr_uuid_map(
-            self._session, block_device_info, style, host, port)
-        with self._resign_lock:
-            self._resign_source_maps[_instance_uuid(instance)] = volume_map
+            self._session, _with_str_volume_ids(block_device_info), style,
+            host, port)
+        with state.lock:
+            state.source_maps[_instance_uuid(instance)] = volume_map
         LOG.debug("Source volume SRs for live migration: %s", volume_map)
         return self._resign_with_map(result, volume_map)
 
-    def live_migration(self, context: Any, instance: Any, dest: Any,
-                       post_method: Any, recover_method: Any,
-                       block_migration: bool = False,
-                       migrate_data: Any = None) -> None:
-        uuid = _instance_uuid(instance)
-        with self._resign_lock:
-            remembered = self._resign_source_maps.pop(uuid, None)
+    def live_migration(self, context, instance, dest, post_method,
+                       recover_method, block_migration=False,
+                       migrate_data=None):
+        state = self._resign_state
+        with state.lock:
+            remembered = state.source_maps.pop(_instance_uuid(instance), None)
         checked = None
         if migrate_data is not None and _field(migrate_data,
                                                "block_migration"):
             try:
                 checked = self._resign_check_source(instance, migrate_data,
                                                     remembered)
-            except exception.LiveMigrationPreCheckError as exc:
-                LOG.error("%s", exc)
-                with self._excutils.save_and_reraise_exception():
+            except Exception as exc:
+                # Nova's live_migrate: any failure runs recover_method
+                # (_rollback_live_migration) and is re-raised.
+                with state.excutils.save_and_reraise_exception():
+                    LOG.error("Live migration pre-check failed: %s", exc)
                     recover_method(context, instance, dest, migrate_data)
-        self._resign_local.checked = checked
+        state.local.checked = checked
         try:
             super().live_migration(context, instance, dest, post_method,
                                    recover_method, block_migration,
                                    migrate_data)
         finally:
-            self._resign_local.checked = None
-
-    def _resign_generate_vdi_map(self, destination_sr_ref: str, vm_ref: str,
-                                 sr_ref: str | None = None
-                                 ) -> dict[str, str]:
-        """Nova's ``VMOps._generate_vdi_map``, answered from the pre-check.
-
-        Inside this thread's ``live_migration``, a volume SR's VDIs are
-        those ``check_sr_uuid_map`` verified (read with two queries for all
-        volumes).  Nova's own version walks every VBD of the VM for each SR,
-        for ``VM.assert_can_migrate`` and again for ``VM.migrate_send``:
-        O(volumes^2) calls.  The answer is the same, and XAPI receives
-        exactly the map that was checked.  Anything else (the local disks'
-        default SR, another VM) goes to Nova's method.
-        """
-        checked = getattr(self._resign_local, "checked", None)
-        if checked is not None and sr_ref is not None:
-            vdi_map = checked.vdi_map(vm_ref, sr_ref, destination_sr_ref)
-            if vdi_map is not None:
-                return vdi_map
-        return self._resign_nova_vdi_map(destination_sr_ref, vm_ref, sr_ref)
+            state.local.checked = None
 
     def _resign_check_source(self, instance: Any, migrate_data: Any,
                              remembered: dict[str, str] | None
-                             ) -> live_migration.CheckedVolumes:
-        _, _, _, require_relaxed = self._resign_options()
+                             ) -> live_migration.CheckedVolumes | None:
+        """The pre-check, or None (no XAPI call) when there is none to make.
+
+        No check for a VM without volumes (the source recorded an empty
+        ``volume_sr_uuid_map`` and the destination connected no SR), and
+        none when this host never computed the volumes' SRs (neither the
+        migrate data nor this process has the map: the migration was not
+        prepared by this driver's ``check_can_live_migrate_source``), which
+        is Nova's own live migration.
+        """
+        _, _, _, require_relaxed = self._resign_state.options()
+        sr_uuid_map = _field(migrate_data, "sr_uuid_map", {}) or {}
+        in_data = _field(migrate_data, md.VOLUME_SR_UUID_MAP) is not None
         volume_map = md.get_volume_sr_uuid_map(migrate_data)
+        if not in_data and remembered is None:
+            LOG.warning("Live migration of %s was not prepared by this "
+                        "host's check_can_live_migrate_source (no %s): "
+                        "Nova's own live migration, without the SR check",
+                        _instance_uuid(instance), md.VOLUME_SR_UUID_MAP)
+            return None
         if not volume_map and remembered:
             # The map did not survive the trip (an old destination, or a
             # pinned RPC version): what this host computed still holds.
@@ -238,89 +364,58 @@ class ResignDriverMixin(object):
                         "map computed by check_can_live_migrate_source",
                         md.VOLUME_SR_UUID_MAP)
             volume_map = remembered
+        if not volume_map and not sr_uuid_map:
+            return None
         vm_ref = self._vmops._get_vm_opaque_ref(instance)
         relaxed = True
         if require_relaxed:
             relaxed = bool(self._session.is_xsm_sr_check_relaxed())
         return live_migration.check_sr_uuid_map(
-            self._session, vm_ref,
-            _field(migrate_data, "sr_uuid_map", {}),
-            volume_map, relaxed, require_relaxed)
+            self._session, vm_ref, sr_uuid_map, volume_map, relaxed,
+            require_relaxed)
 
     # --- destination ------------------------------------------------------
 
-    def pre_live_migration(self, context: Any, instance: Any,
-                           block_device_info: Any, network_info: Any,
-                           disk_info: Any, migrate_data: Any) -> Any:
-        _, host, port, _ = self._resign_options()
+    def pre_live_migration(self, context, instance, block_device_info,
+                           network_info, disk_info, migrate_data):
+        state = self._resign_state
+        _, host, port, _ = state.options()
         volume_map = md.get_volume_sr_uuid_map(migrate_data)
         injected = live_migration.inject_source_sr_uuids(
-            block_device_info, volume_map, host, port)
+            _with_str_volume_ids(block_device_info), volume_map, host, port)
         uuid = _instance_uuid(instance)
         # Which SRs this migration introduces (the others pre-existed) is
         # recorded as Nova connects the volumes: no extra XAPI call.
         introduced: set[str] = set()
-        self._resign_local.introduced = introduced
+        state.local.introduced = introduced
         try:
             result = super().pre_live_migration(context, instance, injected,
                                                 network_info, disk_info,
                                                 migrate_data)
         finally:
-            self._resign_local.introduced = None
-            with self._resign_lock:
-                self._resign_dest_state[uuid] = introduced
+            state.local.introduced = None
+            with state.lock:
+                state.dest_state[uuid] = introduced
         LOG.debug("pre_live_migration: SRs %s, introduced %s",
                   sorted(_field(result, "sr_uuid_map", {}) or {}),
                   sorted(introduced))
         return result
 
-    def _resign_connect_block_device_volumes(self, block_device_info: Any
-                                             ) -> dict[str, str]:
-        """Nova's ``VMOps.connect_block_device_volumes``, safe on failure.
-
-        Connects every volume (``{SR uuid: SR ref}``, as Nova returns it).
-        When one fails, Nova's version forgets every SR connected so far,
-        including SRs that were here before (another instance's multiattach
-        volume, a leftover of an earlier attempt); this one forgets only the
-        SRs introduced during this ``pre_live_migration``.
-        """
-        sr_uuid_map = {}
-        try:
-            for bdm in live_migration.block_device_mappings(
-                    block_device_info):
-                sr_uuid, _ = self._vmops._volumeops.connect_volume(
-                    bdm["connection_info"])
-                sr_uuid_map[sr_uuid] = self._session.call_xenapi(
-                    "SR.get_by_uuid", sr_uuid)
-        except Exception:
-            with self._excutils.save_and_reraise_exception():
-                introduced = getattr(self._resign_local, "introduced", None)
-                forgotten = live_migration.forget_introduced_srs(
-                    self._session, {u: u for u in introduced or ()}, ())
-                LOG.warning("Connecting the volumes failed; forgot the SRs "
-                            "introduced for the migration (%s), kept %s",
-                            ", ".join(forgotten) or "none",
-                            ", ".join(sorted(set(sr_uuid_map)
-                                             - set(forgotten))) or "none")
-        return sr_uuid_map
-
-    def rollback_live_migration_at_destination(self, context: Any,
-                                               instance: Any,
-                                               network_info: Any,
-                                               block_device_info: Any,
-                                               destroy_disks: bool = True,
-                                               migrate_data: Any = None
-                                               ) -> None:
-        uuid = _instance_uuid(instance)
-        with self._resign_lock:
-            state = self._resign_dest_state.pop(uuid, None)
-        if state is None and migrate_data is None:
+    def rollback_live_migration_at_destination(self, context, instance,
+                                               network_info,
+                                               block_device_info,
+                                               destroy_disks=True,
+                                               migrate_data=None):
+        state = self._resign_state
+        with state.lock:
+            introduced = state.dest_state.pop(_instance_uuid(instance), None)
+        if introduced is None and migrate_data is None:
             # Nothing known about this migration: Nova's own behaviour.
             return super().rollback_live_migration_at_destination(
                 context, instance, network_info, block_device_info,
                 destroy_disks, migrate_data)
-        if state is not None:
-            srs = {"sr:%s" % u: u for u in state}
+        if introduced is not None:
+            srs = {"sr:%s" % u: u for u in introduced}
         else:
             # A restart lost the state: the SRs the migration named; those
             # in use (another instance) are kept by forget_introduced_srs.
@@ -336,13 +431,13 @@ class ResignDriverMixin(object):
             context, instance, network_info, without_volumes, destroy_disks,
             migrate_data)
 
-    def post_live_migration_at_destination(self, context: Any, instance: Any,
-                                           network_info: Any,
-                                           block_migration: bool = False,
-                                           block_device_info: Any = None
-                                           ) -> None:
-        with self._resign_lock:
-            self._resign_dest_state.pop(_instance_uuid(instance), None)
+    def post_live_migration_at_destination(self, context, instance,
+                                           network_info,
+                                           block_migration=False,
+                                           block_device_info=None):
+        state = self._resign_state
+        with state.lock:
+            state.dest_state.pop(_instance_uuid(instance), None)
         return super().post_live_migration_at_destination(
             context, instance, network_info, block_migration,
             block_device_info)
@@ -356,24 +451,37 @@ def build_driver_class() -> type:
             return _DRIVER_CLASS
         import nova.conf
         from nova.virt.xenapi import driver as nova_driver
+        from nova.virt.xenapi import vmops
+        from nova.virt.xenapi import volumeops
         from oslo_utils import excutils
 
         from nova_xenapi_resign import conf as resign_conf
+        from nova_xenapi_resign.xenapi import plugin_compat
 
         resign_conf.register_opts(nova.conf.CONF)
         md.register_with_nova()
+        plugin_compat.install()
+
+        class VMOps(ResignVMOpsMixin, vmops.VMOps):
+            """Nova's VMOps + nova-xenapi-resign."""
+
+        class VolumeOps(ResignVolumeOpsMixin, volumeops.VolumeOps):
+            """Nova's VolumeOps + nova-xenapi-resign."""
 
         class XenAPIDriver(ResignDriverMixin, nova_driver.XenAPIDriver):
             """Nova's XenAPI driver + nova-xenapi-resign (bug 1566622)."""
 
             _nova_conf = nova.conf.CONF
             _excutils = excutils
+            _resign_ops_classes = {vmops.VMOps: VMOps,
+                                   volumeops.VolumeOps: VolumeOps}
 
-            def __init__(self, virtapi: Any, read_only: bool = False):
+            def __init__(self, virtapi, read_only=False):
                 super().__init__(virtapi, read_only=read_only)
                 self._resign_setup()
 
-        XenAPIDriver.__module__ = __name__
+        for cls in (VMOps, VolumeOps, XenAPIDriver):
+            cls.__module__ = __name__
         XenAPIDriver.__qualname__ = "XenAPIDriver"
         _DRIVER_CLASS = XenAPIDriver
         return XenAPIDriver

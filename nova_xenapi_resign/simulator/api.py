@@ -18,8 +18,8 @@ from __future__ import annotations
 import collections
 import copy
 import datetime
-import functools
 import io
+import json
 import logging
 import os
 import pickle
@@ -71,14 +71,6 @@ class _SafeUnpickler(pickle.Unpickler):
     def find_class(self, module, name):
         raise pickle.UnpicklingError("global %s.%s is forbidden"
                                      % (module, name))
-
-
-def safe_unpickle(blob):
-    if isinstance(blob, xmlrpc.client.Binary):
-        blob = blob.data
-    if isinstance(blob, str):
-        blob = blob.encode("latin-1")
-    return _SafeUnpickler(io.BytesIO(blob)).load()
 
 
 class Method(object):
@@ -472,48 +464,70 @@ def _get_this_host(pool, session, self_ref):
 
 
 def _call_plugin(pool, session, host, plugin, fn, args):
+    """``host.call_plugin``: ``args`` a map of strings, the result a string.
+
+    xen-api ``ocaml/xapi/xapi_plugins.ml``: the args are a
+    ``Map(String, String)`` marshalled into the plugin's XML-RPC call, and
+    the plugin's XML-RPC reply must be one string (``XMLRPC.From.string``).
+    A ``<base64>`` never gets here: the server refuses the request as
+    XAPI's parser does (:mod:`.server`).  Errors are those of the plugin
+    side's ``XenAPIPlugin.dispatch`` (xen-api
+    ``scripts/examples/python/XenAPIPlugin.py``): ``XENAPI_PLUGIN_FAILURE
+    [fn, class, message]`` for an exception, ``UNKNOWN_XENAPI_PLUGIN_FUNCTION
+    [fn]``; a plugin not installed is ``XENAPI_MISSING_PLUGIN [name]``.
+    """
     pool.db.raw("host", host)
-    if not isinstance(args, dict):
+    if not isinstance(args, dict) or not all(
+            isinstance(k, str) and isinstance(v, str)
+            for k, v in args.items()):
         raise errors.field_type_error("args")
     name = plugin[:-3] if plugin.endswith(".py") else plugin
-    pickled = "params" in args
-    if pickled:
-        try:
-            blob = safe_unpickle(args["params"])
-            call_args = tuple(blob.get("args", ()))
-            call_kwargs = dict(blob.get("kwargs", {}))
-        except Exception as exc:
-            raise errors.xenapi_plugin_failure(
-                "ValueError", "", "cannot unpickle params: %s" % exc)
-    else:
-        call_args = ()
-        call_kwargs = {k: v for k, v in args.items() if k != "host_uuid"}
-    plugins = {
-        "dom0_plugin_version": {
-            "get_version": lambda: pool.settings["plugin_version"]},
-        "config_file": {"get_val": lambda key: _config_get(pool, key)},
-        "xenstore": {
-            "read_record": functools.partial(_xenstore_read, pool),
-            "write_record": functools.partial(_xenstore_write, pool),
-            "delete_record": functools.partial(_xenstore_delete, pool)},
-    }
-    if name not in plugins:
+    if name not in _PLUGINS:
         raise errors.xenapi_missing_plugin(plugin)
-    func = plugins[name].get(fn)
+    serialized, functions = _PLUGINS[name]
+    func = functions.get(fn)
     if func is None:
-        raise errors.xenapi_plugin_failure(
-            "Exception", "", "no function %s in plugin %s" % (fn, plugin))
+        raise errors.unknown_xenapi_plugin_function(fn)
     try:
-        result = func(*call_args, **call_kwargs)
-    except TypeError as exc:
-        raise errors.xenapi_plugin_failure("TypeError", "", str(exc))
-    if pickled:
-        return pickle.dumps(result)
+        if serialized:
+            params = _py2_unpickle(args["params"])
+            result = _py2_pickle(func(pool, *params["args"],
+                                      **params["kwargs"]))
+        else:
+            result = func(pool, args)
+    except XapiError:
+        raise
+    except Exception as exc:
+        raise errors.xenapi_plugin_failure(fn, type(exc).__name__, str(exc))
+    if not isinstance(result, str):
+        raise errors.internal_error("plugin %s.%s returned %s, not a string"
+                                    % (name, fn, type(result).__name__))
     return result
 
 
-def _config_get(pool, key):
-    value = pool.settings.get(key)
+def _py2_unpickle(text):
+    """``pickle.loads`` as dom0's plugins run it (plain data only).
+
+    os-xenapi's ``dom0/etc/xapi.d/plugins/utils.py`` unpickles ``params``
+    with Python 2 on XenServer up to 8.2; the plugin gets the string's
+    UTF-8 bytes.  (A pickle of protocol 2 or more is binary: it cannot
+    reach a plugin as XML-RPC text at all.)
+    """
+    return _SafeUnpickler(io.BytesIO(text.encode("utf-8"))).load()
+
+
+def _py2_pickle(value):
+    """What a Python 2 plugin returns: ``pickle.dumps`` (protocol 0, text)."""
+    return pickle.dumps(value, protocol=0).decode("ascii")
+
+
+def _get_version(pool):
+    return pool.settings["plugin_version"]
+
+
+def _config_get(pool, args):
+    """os-xenapi's config_file.get_val: the xapi.conf value, else ""."""
+    value = pool.settings.get(args["key"])
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -521,28 +535,64 @@ def _config_get(pool, key):
     return str(value)
 
 
-def _xenstore_read(pool, dom_id, path, ignore_missing_path="True"):
-    """The plugin's read_record: a missing path is "None" when ignored."""
+def _jsonify(value):
+    """os-xenapi xenstore.py's ``jsonify``: JSON text stays, else dumps."""
+    try:
+        json.loads(value)
+    except ValueError:
+        return json.dumps(value)
+    return value
+
+
+class XenstoreError(Exception):
+    """os-xenapi xenstore.py's error for a failing xenstore command."""
+
+
+def _xenstore_key(args):
+    return (args["dom_id"], args["path"])
+
+
+def _xenstore_read(pool, args):
+    """The plugin's read_record: JSON; ``'"None"'`` for a missing path.
+
+    A missing path is an error unless ``ignore_missing_path`` is given
+    (any non-empty string: the plugin tests its truth).
+    """
     with pool.lock:
-        value = pool.xenstore.get((str(dom_id), path))
+        value = pool.xenstore.get(_xenstore_key(args))
     if value is not None:
-        return value
-    if ignore_missing_path == "True":
-        return "None"
-    raise errors.xenapi_plugin_failure(
-        "XenstoreError", "", "xenstore-read %s: no such path" % path)
+        return _jsonify(value.strip())
+    if not args.get("ignore_missing_path"):
+        raise XenstoreError("xenstore-read /local/domain/%s/%s: no such "
+                            "path" % _xenstore_key(args))
+    return _jsonify("None")
 
 
-def _xenstore_write(pool, dom_id, path, value):
+def _xenstore_write(pool, args):
     with pool.lock:
-        pool.xenstore[(str(dom_id), path)] = str(value)
-    return ""
+        pool.xenstore[_xenstore_key(args)] = args["value"]
+    return _jsonify(args["value"])
 
 
-def _xenstore_delete(pool, dom_id, path):
+def _xenstore_delete(pool, args):
     with pool.lock:
-        pool.xenstore.pop((str(dom_id), path), None)
-    return ""
+        pool.xenstore.pop(_xenstore_key(args), None)
+    return _jsonify("")
+
+
+#: The dom0 plugins of os-xenapi 0.3.4 (``os_xenapi/dom0/etc/xapi.d/
+#: plugins``) Nova's XenAPI driver calls here: ``{name: (serialized,
+#: {fn: func})}``.  ``serialized`` plugins go through ``utils.
+#: register_plugin_calls`` (pickled ``params`` in, pickled result out,
+#: ``func(pool, *args, **kwargs)``); the others take the args map
+#: (``func(pool, args)``).
+_PLUGINS = {
+    "dom0_plugin_version": (True, {"get_version": _get_version}),
+    "config_file": (False, {"get_val": _config_get}),
+    "xenstore": (False, {"read_record": _xenstore_read,
+                         "write_record": _xenstore_write,
+                         "delete_record": _xenstore_delete}),
+}
 
 
 def _task_create(pool, session, label, description):

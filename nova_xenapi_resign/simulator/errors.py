@@ -151,8 +151,18 @@ def xenapi_missing_plugin(name):
     return XapiError("XENAPI_MISSING_PLUGIN", name)
 
 
-def xenapi_plugin_failure(status, stdout, stderr):
-    return XapiError("XENAPI_PLUGIN_FAILURE", status, stdout, stderr)
+def xenapi_plugin_failure(fn, exc_class, message):
+    """What XenAPIPlugin.dispatch prints for an exception in ``fn``.
+
+    xen-api ``scripts/examples/python/XenAPIPlugin.py``: ``[fn, the
+    exception's class name, str(exception)]``.
+    """
+    return XapiError("XENAPI_PLUGIN_FAILURE", fn, exc_class, message)
+
+
+def unknown_xenapi_plugin_function(fn):
+    """XenAPIPlugin.dispatch for a function the plugin does not have."""
+    return XapiError("UNKNOWN_XENAPI_PLUGIN_FUNCTION", fn)
 
 
 # --- SM (storage manager) backend failures ----------------------------------

@@ -48,13 +48,14 @@ class DispatchTest(base.TestCase):
         env = self.call("SR.introduce", "u", "l", "d", "iscsi", "", False)
         self.assertEqual("Success", env["Status"])
 
-    def test_plugin_pickled_bytes(self):
+    def test_plugin_pickled_text(self):
+        # A serialized plugin (os-xenapi utils.register_plugin_calls) takes
+        # and returns protocol-0 pickles as strings.
         host = self.pool.master
-        blob = pickle.dumps({"args": (), "kwargs": {
-            "key": "relax-xsm-sr-check"}})
-        env = self.call("host.call_plugin", host, "config_file.py",
-                        "get_val", {"params": blob})
-        self.assertEqual("true", pickle.loads(env["Value"]))
+        params = pickle.dumps({"args": (), "kwargs": {}}, protocol=0)
+        env = self.call("host.call_plugin", host, "dom0_plugin_version.py",
+                        "get_version", {"params": params.decode("ascii")})
+        self.assertEqual("2.1", pickle.loads(env["Value"].encode("ascii")))
 
     def test_async_task(self):
         env = self.call("Async.SR.introduce", "t", "l", "d", "iscsi", "",
