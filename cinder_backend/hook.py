@@ -46,8 +46,8 @@ from oslo_utils import importutils
 from nova_xenapi_resign import exception
 from nova_xenapi_resign.lvhd import device as device_mod
 from nova_xenapi_resign.lvhd import lvm
-from nova_xenapi_resign.lvhd import lvm_text
 from nova_xenapi_resign.lvhd import sr as sr_mod
+from nova_xenapi_resign.lvhd import vg_metadata
 from nova_xenapi_resign import resign as resign_mod
 from nova_xenapi_resign import sr_naming
 
@@ -140,7 +140,7 @@ def detect_lvhd(path: str) -> str | None:
             return None
         try:
             text = lvm.read_pv(dev).committed_text
-            name = lvm_text.parse_vg(text, path).name if text else None
+            name = vg_metadata.parse_vg(text, path).name if text else None
         except exception.FormatError as exc:
             LOG.warning("%s: LVM2 label found but its metadata cannot be "
                         "read (%s); not treated as an LVHD SR", path, exc)

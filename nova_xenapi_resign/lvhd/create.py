@@ -15,7 +15,7 @@ on-disk "raw" form lvm2 writes.  LVs are allocated one after another from
 extent 0, ``MGT`` first, in the order of the VDI list.
 
 Everything is deterministic: LVM ids come from
-:func:`~nova_xenapi_resign.lvhd.lvm_text.derive_lvm_id`, VHD unique ids from
+:func:`~nova_xenapi_resign.lvhd.lvm_id.derive_lvm_id`, VHD unique ids from
 :func:`footer_uuid`, times are parameters; the same call on two blank
 devices of the same size gives byte-identical images.
 
@@ -33,10 +33,12 @@ import uuid as uuid_mod
 from typing import Iterable, Sequence
 
 from nova_xenapi_resign import exception
+from nova_xenapi_resign.lvhd import libdm_config
 from nova_xenapi_resign.lvhd import lvm
-from nova_xenapi_resign.lvhd import lvm_text
+from nova_xenapi_resign.lvhd import lvm_id
 from nova_xenapi_resign.lvhd import sr as sr_mod
 from nova_xenapi_resign.lvhd import srmetadata
+from nova_xenapi_resign.lvhd import vg_metadata
 from nova_xenapi_resign.lvhd import vhd
 
 SECTOR = 512
@@ -170,16 +172,16 @@ def vg_name_for(sr_uuid: str) -> str:
 
 
 def pv_id_for(sr_uuid: str) -> str:
-    return lvm_text.derive_lvm_id("create", sr_uuid, "pv", "pv0")
+    return lvm_id.derive_lvm_id("create", sr_uuid, "pv", "pv0")
 
 
 def vg_id_for(sr_uuid: str) -> str:
-    return lvm_text.derive_lvm_id("create", sr_uuid, "vg", vg_name_for(
+    return lvm_id.derive_lvm_id("create", sr_uuid, "vg", vg_name_for(
         sr_uuid))
 
 
 def lv_id_for(sr_uuid: str, lv_name: str) -> str:
-    return lvm_text.derive_lvm_id("create", sr_uuid, "lv", lv_name)
+    return lvm_id.derive_lvm_id("create", sr_uuid, "lv", lv_name)
 
 
 def footer_uuid(sr_uuid: str, vdi_uuid: str) -> uuid_mod.UUID:
@@ -192,7 +194,7 @@ def footer_uuid(sr_uuid: str, vdi_uuid: str) -> uuid_mod.UUID:
 def check_sr_uuid(sr_uuid: str) -> None:
     if not isinstance(sr_uuid, str) or not sr_uuid:
         raise _invalid("SR uuid must be a non-empty string, not %r", sr_uuid)
-    if not lvm_text.is_valid_lvm_name(vg_name_for(sr_uuid)):
+    if not lvm_id.is_valid_lvm_name(vg_name_for(sr_uuid)):
         raise _invalid("SR uuid %r does not make a valid VG name", sr_uuid)
 
 
@@ -489,14 +491,14 @@ def plan_format(sr_uuid: str, vdis: Iterable[VdiSpec] = (), *,
         lvs=lvs, creation_host=creation_host, creation_time=creation_time,
         description="Created by nova-xenapi-resign format_sr")
     # The text must be what our own reader accepts, with the same layout.
-    vg = lvm_text.parse_vg(text, "<format_sr %s>" % sr_uuid)
+    vg = vg_metadata.parse_vg(text, "<format_sr %s>" % sr_uuid)
     if vg.name != vg_name or len(vg.lvs) != len(lvs):
         raise _invalid("generated metadata text does not parse back")
     data = text.encode("utf-8")
     empty = lvm.MdaHeader(start=MDA_START, size=mda_size)
     text_write = lvm.plan_text_write(empty, data, "<format_sr %s>" % sr_uuid)
     header = lvm.commit_header(empty, text_write.rlocn)
-    label = lvm.Label(sector=1, pv_id=lvm_text.unformat_lvm_id(pv_id),
+    label = lvm.Label(sector=1, pv_id=lvm_id.parse_lvm_id(pv_id),
                       device_size=device_size,
                       data_areas=(lvm.DiskLocn(pe_start, 0),),
                       metadata_areas=(lvm.DiskLocn(MDA_START, mda_size),))
@@ -662,25 +664,25 @@ def plan_add_vdis(dev, vdis: Iterable[VdiSpec], *,
     snippet = "".join("\n" + render_lv_text(
         lv, creation_host=creation_host, creation_time=creation_time)
         for lv in lvs)
-    added = lvm_text.parse("logical_volumes {\n%s}\n" % snippet)
+    added = libdm_config.parse("logical_volumes {\n%s}\n" % snippet)
     tree = vg.tree
     path = (vg.name, "logical_volumes")
-    old = tree.section(path) if tree.has(path) else lvm_text.Section()
+    old = tree.section(path) if tree.has(path) else libdm_config.Section()
     new_items = added.section(("logical_volumes",))
     entries = old.layout.entries[:len(old.items)]
-    entries += (lvm_text.EntryLayout(),) * (len(old.items) - len(entries))
+    entries += (libdm_config.EntryLayout(),) * (len(old.items) - len(entries))
     new_entries = new_items.layout.entries[:len(new_items.items)]
-    new_entries += (lvm_text.EntryLayout(),) * (len(new_items.items)
+    new_entries += (libdm_config.EntryLayout(),) * (len(new_items.items)
                                                 - len(new_entries))
-    tree = tree.with_section(path, lvm_text.Section(
+    tree = tree.with_section(path, libdm_config.Section(
         old.items + new_items.items, dataclasses.replace(
             old.layout, entries=entries + new_entries)))
     tree = tree.with_value((vg.name, "seqno"), vg.seqno + 1)
     if tree.has("description"):
         tree = tree.with_value("description",
                                "Write from nova-xenapi-resign add_vdis")
-    new_vg = lvm_text.VolumeGroup.from_tree(tree, dev.path)
-    text = lvm_text.render_vg(new_vg, form="raw").encode("utf-8")
+    new_vg = vg_metadata.VolumeGroup.from_tree(tree, dev.path)
+    text = vg_metadata.render_vg(new_vg, form="raw").encode("utf-8")
     commits = []
     for mda in model.pv.mdas:
         if mda.header.ignored:

@@ -18,8 +18,9 @@ import re
 from nova_xenapi_resign import exception
 from nova_xenapi_resign.lvhd import device as device_mod
 from nova_xenapi_resign.lvhd import lvm
-from nova_xenapi_resign.lvhd import lvm_text
+from nova_xenapi_resign.lvhd import lvm_id
 from nova_xenapi_resign.lvhd import srmetadata
+from nova_xenapi_resign.lvhd import vg_metadata
 from nova_xenapi_resign.lvhd import vhd
 
 SECTOR = 512
@@ -116,7 +117,7 @@ class VdiInfo:
 class LvhdSr:
     device: str
     pv: lvm.PvOnDisk
-    vg: lvm_text.VolumeGroup
+    vg: vg_metadata.VolumeGroup
     sr_uuid: str | None
     mgt: srmetadata.SrMetadata | None
     lvs: tuple[LvInfo, ...]
@@ -145,7 +146,7 @@ class LvhdSr:
         raise KeyError(vdi_uuid)
 
 
-def classify_lv(lv: lvm_text.LogicalVolume) -> tuple[str, str | None]:
+def classify_lv(lv: vg_metadata.LogicalVolume) -> tuple[str, str | None]:
     """``(kind, vdi uuid or None)`` from an LV's name and tags, as SM does."""
     if lv.name == MGT_LV:
         return KIND_MGT, None
@@ -158,7 +159,7 @@ def classify_lv(lv: lvm_text.LogicalVolume) -> tuple[str, str | None]:
     return KIND_OTHER, None
 
 
-def _lv_info(vg: lvm_text.VolumeGroup, lv: lvm_text.LogicalVolume,
+def _lv_info(vg: vg_metadata.VolumeGroup, lv: vg_metadata.LogicalVolume,
              problems: list[Problem]) -> LvInfo:
     kind, vdi_uuid = classify_lv(lv)
     extent_bytes = vg.extent_size * SECTOR
@@ -316,7 +317,7 @@ def inspect(dev) -> LvhdSr:
         raise exception.LvmMetadataError(
             device=dev.path, structure="metadata areas", offset=4096,
             expected="a committed metadata copy", found="none")
-    vg = lvm_text.parse_vg(text, dev.path)
+    vg = vg_metadata.parse_vg(text, dev.path)
     problems: list[Problem] = []
     sr_uuid = None
     if vg.name.startswith(VG_PREFIX):
@@ -327,11 +328,11 @@ def inspect(dev) -> LvhdSr:
     if len(vg.pvs) != 1:
         problems.append(Problem("multiple-pvs", vg.name,
                                 "%d PVs; an LVHD SR has one" % len(vg.pvs)))
-    elif lvm.format_lvm_id(pv.label.pv_id) != vg.pvs[0].id:
+    elif lvm_id.format_lvm_id(pv.label.pv_id) != vg.pvs[0].id:
         problems.append(Problem(
             "pv-id-mismatch", vg.pvs[0].key,
             "label says %s, metadata says %s"
-            % (lvm.format_lvm_id(pv.label.pv_id), vg.pvs[0].id)))
+            % (lvm_id.format_lvm_id(pv.label.pv_id), vg.pvs[0].id)))
     lvs = tuple(_lv_info(vg, lv, problems) for lv in vg.lvs)
     by_kind = {lv.name: lv for lv in lvs if lv.extents}
     mgt = None

@@ -12,6 +12,7 @@ import time
 from nova_xenapi_resign.lvhd import create
 from nova_xenapi_resign.lvhd import device
 from nova_xenapi_resign.lvhd import lvm
+from nova_xenapi_resign.lvhd import lvm_id
 from nova_xenapi_resign.lvhd import sr
 from nova_xenapi_resign.lvhd import vhd
 from tests.functional import base
@@ -55,7 +56,7 @@ def assert_matches_lvs(test, lvm_, model):
                        "vg_extent_size": str(model.vg.extent_size * 512)}],
                      vg)
     pv = lvm_.report("pvs", "pv_uuid,pe_start")[0]
-    test.assertEqual(lvm.format_lvm_id(model.pv_id), pv["pv_uuid"])
+    test.assertEqual(lvm_id.format_lvm_id(model.pv_id), pv["pv_uuid"])
     test.assertEqual(str(model.vg.pvs[0].pe_start * 512), pv["pe_start"])
     rows = {r["lv_name"]: r for r in lvm_.report(
         "lvs", "lv_name,lv_uuid,lv_size,lv_tags,lv_attr")}
@@ -146,7 +147,7 @@ class MakeLvhdImageTest(base.FunctionalTestCase):
         self.assertEqual((), model.problems)
         self.assertEqual(made["vg_name"], model.vg_name)
         self.assertEqual(made["vg_id"], model.vg.id)
-        self.assertEqual(made["pv_id"], lvm.format_lvm_id(model.pv_id))
+        self.assertEqual(made["pv_id"], lvm_id.format_lvm_id(model.pv_id))
         self.assertEqual(made["lv_ids"], {lv.name: lv.id
                                           for lv in model.lvs})
         for lv in model.lvs:

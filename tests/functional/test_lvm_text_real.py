@@ -1,9 +1,11 @@
-"""lvm_text against real lvm2: its text, its reports, its vgcfgrestore."""
+"""vg_metadata and libdm_config against real lvm2 text and vgcfgrestore."""
 
 import os
 import struct
 
-from nova_xenapi_resign.lvhd import lvm_text as lt
+from nova_xenapi_resign.lvhd import libdm_config as cfg
+from nova_xenapi_resign.lvhd import lvm_id
+from nova_xenapi_resign.lvhd import vg_metadata as vgm
 from tests.functional import base
 
 SR = "1111aaaa-2222-3333-4444-555566667777"
@@ -79,21 +81,21 @@ class TestLvmTextReal(base.FunctionalTestCase):
     def test_raw_text_round_trips_byte_exact(self):
         raw = read_committed_text(self.device)
         self.assertEqual(b"\0", raw[-1:])
-        tree = lt.parse(raw, self.device)
-        self.assertEqual(raw, lt.serialize_bytes(tree))
-        vg = lt.parse_vg(raw, self.device)
-        self.assertEqual(raw[:-1].decode(), lt.render_vg(vg))
+        tree = cfg.parse(raw, self.device)
+        self.assertEqual(raw, cfg.serialize_bytes(tree))
+        vg = vgm.parse_vg(raw, self.device)
+        self.assertEqual(raw[:-1].decode(), vgm.render_vg(vg))
 
     def test_backup_file_round_trips_byte_exact(self):
         text = self.backup_file()
-        self.assertEqual(text.decode(), lt.serialize(lt.parse(text)))
-        vg = lt.parse_vg(text)
-        self.assertEqual(text.decode(), lt.render_vg(vg, form="backup"))
-        raw_vg = lt.parse_vg(read_committed_text(self.device))
+        self.assertEqual(text.decode(), cfg.serialize(cfg.parse(text)))
+        vg = vgm.parse_vg(text)
+        self.assertEqual(text.decode(), vgm.render_vg(vg, form="backup"))
+        raw_vg = vgm.parse_vg(read_committed_text(self.device))
         self.assertEqual(raw_vg.tree.section(VG), vg.tree.section(VG))
 
     def test_model_agrees_with_lvm_reports(self):
-        vg = lt.parse_vg(read_committed_text(self.device), self.device)
+        vg = vgm.parse_vg(read_committed_text(self.device), self.device)
         (vgs,) = self.lvm.report("vgs", "vg_name,vg_uuid,vg_seqno,"
                                  "vg_extent_size,pv_count,lv_count")
         self.assertEqual(VG, vg.name)
@@ -132,16 +134,16 @@ class TestLvmTextReal(base.FunctionalTestCase):
         for lv in vg.lvs:
             new_name = lv.name.replace("aaaa", "dddd").replace("bbbb", "eeee")
             lvs[lv.name] = (new_name.replace("cccc", "ffff"),
-                            lt.derive_lvm_id(NEW_SR, "lv", lv.id))
-        return lt.reidentify(
-            vg, name=NEW_VG, vg_id=lt.derive_lvm_id(NEW_SR, "vg", vg.id),
+                            lvm_id.derive_lvm_id(NEW_SR, "lv", lv.id))
+        return vgm.reidentify(
+            vg, name=NEW_VG, vg_id=lvm_id.derive_lvm_id(NEW_SR, "vg", vg.id),
             pv_ids=pv_ids or {}, lvs=lvs, seqno=vg.seqno + 1,
             description="resigned to " + NEW_SR)
 
     def test_reidentified_backup_restores(self):
-        vg = lt.parse_vg(read_committed_text(self.device), self.device)
+        vg = vgm.parse_vg(read_committed_text(self.device), self.device)
         new = self._reidentified(vg)
-        path = self.write("new.vg", lt.render_vg(new, form="backup"))
+        path = self.write("new.vg", vgm.render_vg(new, form="backup"))
         self.lvm("vgcfgrestore", "-f", path, NEW_VG)
 
         (vgs,) = self.lvm.report("vgs", "vg_name,vg_uuid,vg_seqno")
@@ -160,9 +162,9 @@ class TestLvmTextReal(base.FunctionalTestCase):
         self.assertIn("dddd", " ".join(new.lv_names))
 
         # What lvm2 wrote is our tree, seqno aside...
-        written = lt.parse_vg(read_committed_text(self.device))
+        written = vgm.parse_vg(read_committed_text(self.device))
         self.assertEqual(new.seqno + 1, written.seqno)
-        ours = lt.reidentify(
+        ours = vgm.reidentify(
             new, name=NEW_VG, vg_id=new.id, pv_ids={}, lvs={},
             seqno=written.seqno, description=written.description,
             creation_host=written.creation_host,
@@ -172,12 +174,12 @@ class TestLvmTextReal(base.FunctionalTestCase):
         # ...and, apart from its header comments, our text is its text.
         self.assertEqual(
             strip_comments(read_committed_text(self.device)[:-1].decode()),
-            strip_comments(lt.render_vg(ours)))
+            strip_comments(vgm.render_vg(ours)))
 
     def test_reidentified_raw_form_restores(self):
-        vg = lt.parse_vg(read_committed_text(self.device), self.device)
+        vg = vgm.parse_vg(read_committed_text(self.device), self.device)
         new = self._reidentified(vg)
-        path = self.write("new-raw.vg", lt.render_vg(new, form="raw"))
+        path = self.write("new-raw.vg", vgm.render_vg(new, form="raw"))
         self.lvm("vgcfgrestore", "-f", path, NEW_VG)
         (vgs,) = self.lvm.report("vgs", "vg_name,vg_uuid")
         self.assertEqual({"vg_name": NEW_VG, "vg_uuid": new.id}, vgs)
@@ -188,10 +190,10 @@ class TestLvmTextReal(base.FunctionalTestCase):
     def test_changed_pv_id_is_refused_by_lvm(self):
         # The PV id is also in the label: a text-only change must not be
         # accepted by lvm2 (the resign engine rewrites both).
-        vg = lt.parse_vg(read_committed_text(self.device), self.device)
+        vg = vgm.parse_vg(read_committed_text(self.device), self.device)
         new = self._reidentified(
-            vg, pv_ids={"pv0": lt.derive_lvm_id(NEW_SR, "pv")})
-        path = self.write("new-pv.vg", lt.render_vg(new, form="backup"))
+            vg, pv_ids={"pv0": lvm_id.derive_lvm_id(NEW_SR, "pv")})
+        path = self.write("new-pv.vg", vgm.render_vg(new, form="backup"))
         proc = self.lvm("vgcfgrestore", "-f", path, NEW_VG, check=False)
         self.assertNotEqual(0, proc.returncode)
         (vgs,) = self.lvm.report("vgs", "vg_name")

@@ -7,10 +7,12 @@ import os
 from nova_xenapi_resign import exception
 from nova_xenapi_resign.lvhd import create
 from nova_xenapi_resign.lvhd import device
+from nova_xenapi_resign.lvhd import libdm_config
 from nova_xenapi_resign.lvhd import lvm
-from nova_xenapi_resign.lvhd import lvm_text
+from nova_xenapi_resign.lvhd import lvm_id
 from nova_xenapi_resign.lvhd import sr
 from nova_xenapi_resign.lvhd import srmetadata
+from nova_xenapi_resign.lvhd import vg_metadata
 from nova_xenapi_resign.lvhd import vhd
 from tests import base
 
@@ -158,14 +160,14 @@ class FormatSrTest(base.TestCase):
 
     def test_ids_are_derived(self):
         model, _, _ = self.format(self.image())
-        self.assertEqual(lvm_text.derive_lvm_id("create", SR, "pv", "pv0"),
+        self.assertEqual(lvm_id.derive_lvm_id("create", SR, "pv", "pv0"),
                          model.vg.pvs[0].id)
-        self.assertEqual(lvm.format_lvm_id(model.pv_id), model.vg.pvs[0].id)
-        self.assertEqual(lvm_text.derive_lvm_id(
+        self.assertEqual(lvm_id.format_lvm_id(model.pv_id), model.vg.pvs[0].id)
+        self.assertEqual(lvm_id.derive_lvm_id(
             "create", SR, "vg", "VG_XenStorage-" + SR), model.vg.id)
         for lv in model.vg.lvs:
-            self.assertEqual(lvm_text.derive_lvm_id("create", SR, "lv",
-                                                    lv.name), lv.id)
+            self.assertEqual(lvm_id.derive_lvm_id("create", SR, "lv",
+                                                  lv.name), lv.id)
 
     def test_text_is_raw_lvm_form(self):
         model, _, _ = self.format(self.image())
@@ -176,10 +178,11 @@ class FormatSrTest(base.TestCase):
         self.assertIn('\nstripes = [\n"pv0", 0\n]\n}\n}\n', text)
         self.assertTrue(text.endswith("# Wed Jan  1 00:00:00 2020\n\n"))
         self.assertNotIn("\t", text.split("\n}\n# Generated")[0])
-        # lvm_text writes it back byte for byte.
-        vg = lvm_text.parse_vg(text)
-        self.assertEqual(text, lvm_text.render_vg(vg, form="raw"))
-        self.assertEqual(text, lvm_text.serialize(lvm_text.parse(text)))
+        # vg_metadata writes it back byte for byte.
+        vg = vg_metadata.parse_vg(text)
+        self.assertEqual(text, vg_metadata.render_vg(vg, form="raw"))
+        self.assertEqual(text,
+                         libdm_config.serialize(libdm_config.parse(text)))
 
     def test_vhd_lvs(self):
         path = self.image()

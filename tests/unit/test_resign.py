@@ -213,15 +213,15 @@ class TestRefusals(ResignTestCase):
     def test_journal_refused_unless_renamed(self):
         path = make_sr(os.path.join(self.tmpdir, "j.img"))
         from nova_xenapi_resign.lvhd import lvm
-        from nova_xenapi_resign.lvhd import lvm_text
+        from nova_xenapi_resign.lvhd import vg_metadata
         with device.open_device(path, writable=True) as dev:
             pv = lvm.read_pv(dev)
-            vg = lvm_text.parse_vg(pv.committed_text)
-            new = lvm_text.reidentify(
+            vg = vg_metadata.parse_vg(pv.committed_text)
+            new = vg_metadata.reidentify(
                 vg, name=vg.name, vg_id=vg.id, pv_ids={},
                 lvs={"LV-" + RAW: ("jvhd_" + RAW, vg.lv("LV-" + RAW).id)},
                 seqno=vg.seqno + 1)
-            text = lvm_text.render_vg(new).encode()
+            text = vg_metadata.render_vg(new).encode()
             mda = pv.mdas[0]
             tw = lvm.plan_text_write(mda.header, text)
             for offset, data in tw.writes:
