@@ -40,6 +40,7 @@ from nova_xenapi_resign import exception
 from nova_xenapi_resign.lvhd import device as device_mod
 from nova_xenapi_resign.lvhd import lvm
 from nova_xenapi_resign.lvhd import lvm_id
+from nova_xenapi_resign.lvhd import naming
 from nova_xenapi_resign.lvhd import sr as sr_mod
 from nova_xenapi_resign.lvhd import srmetadata
 from nova_xenapi_resign.lvhd import vg_metadata
@@ -83,7 +84,7 @@ PHASES = ((PHASE_CONTENT, PHASE_TEXT, PHASE_PRECOMMIT), (PHASE_LABEL,),
 # --- identities ---
 
 def target_vg_name(target_sr_uuid: str) -> str:
-    return sr_mod.VG_PREFIX + target_sr_uuid
+    return naming.sr_vg_name(target_sr_uuid)
 
 
 def new_vdi_uuid(target_sr_uuid: str, old_vdi_uuid: str) -> str:
@@ -105,7 +106,7 @@ def _check_target(target_sr_uuid: str) -> None:
     if not target_sr_uuid or not lvm_id.is_valid_lvm_name(name):
         raise exception.InvalidInput(
             reason="target SR uuid %r cannot name a VG (%s<uuid> must be a "
-            "valid LVM name)" % (target_sr_uuid, sr_mod.VG_PREFIX))
+            "valid LVM name)" % (target_sr_uuid, naming.VG_PREFIX))
 
 
 # --- models ---
@@ -375,8 +376,8 @@ def _vhd_writes(insp: Inspection, target: str, vdi_map: dict
         found = vhd.parse_lv_start(region, "%s:%s" % (sr.device,
                                                       vdi.lv_name))
         old_name = found.header.parent_name
-        new_name = vhd.lvhd_parent_name(target, vdi_map[vdi.parent_uuid],
-                                        raw=vdi.parent_is_raw)
+        new_name = naming.lvhd_parent_name(target, vdi_map[vdi.parent_uuid],
+                                           raw=vdi.parent_is_raw)
         lv = sr.lv(vdi.lv_name)
         for offset, data in vhd.plan_parent_change(
                 found.footer, found.header, region, new_name,

@@ -19,12 +19,12 @@ from nova_xenapi_resign import exception
 from nova_xenapi_resign.lvhd import device as device_mod
 from nova_xenapi_resign.lvhd import lvm
 from nova_xenapi_resign.lvhd import lvm_id
+from nova_xenapi_resign.lvhd import naming
 from nova_xenapi_resign.lvhd import srmetadata
 from nova_xenapi_resign.lvhd import vg_metadata
 from nova_xenapi_resign.lvhd import vhd
 
 SECTOR = 512
-VG_PREFIX = vhd.VG_PREFIX
 MGT_LV = "MGT"
 UUID_RE = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 
@@ -237,10 +237,10 @@ def _read_vhd(dev, lv: LvInfo, problems: list[Problem]) -> _VhdFacts:
         locators = vhd.read_parent_locators(
             header, start[:region], "%s:%s" % (dev.path, lv.name))
         paths = tuple(loc.path for loc in locators)
-        parent_sr, parent_vdi, raw = vhd.parse_lvhd_parent_name(
+        parent_sr, parent_vdi, raw = naming.parse_lvhd_parent_name(
             header.parent_name)
         for path in paths:
-            if vhd.parse_lvhd_parent_name(path)[:2] != (
+            if naming.parse_lvhd_parent_name(path)[:2] != (
                     parent_sr, parent_vdi):
                 problems.append(Problem(
                     "locator-mismatch", lv.name,
@@ -320,11 +320,11 @@ def inspect(dev) -> LvhdSr:
     vg = vg_metadata.parse_vg(text, dev.path)
     problems: list[Problem] = []
     sr_uuid = None
-    if vg.name.startswith(VG_PREFIX):
-        sr_uuid = vg.name[len(VG_PREFIX):]
+    if vg.name.startswith(naming.VG_PREFIX):
+        sr_uuid = vg.name[len(naming.VG_PREFIX):]
     else:
-        problems.append(Problem("not-lvhd", vg.name,
-                                "VG name lacks the %s prefix" % VG_PREFIX))
+        problems.append(Problem("not-lvhd", vg.name, "VG name lacks the %s "
+                                "prefix" % naming.VG_PREFIX))
     if len(vg.pvs) != 1:
         problems.append(Problem("multiple-pvs", vg.name,
                                 "%d PVs; an LVHD SR has one" % len(vg.pvs)))

@@ -433,10 +433,17 @@ def render_vg(vg: VolumeGroup, *, form: str = "raw") -> str:
 # ---------------------------------------------------------------------------
 
 
-def _ctime_comment(seconds: int) -> str:
-    # What lvm2 writes after creation_time: ctime(), here always in UTC so
-    # that the function stays pure and deterministic.
-    return "\t# " + time.asctime(time.gmtime(seconds))
+def ctime(seconds: int) -> str:
+    """The ``ctime()`` text lvm2 writes in comments, always in UTC.
+
+    UTC keeps every function that renders metadata pure and deterministic.
+    """
+    return time.asctime(time.gmtime(seconds))
+
+
+def ctime_comment(seconds: int) -> str:
+    """What lvm2 writes after ``creation_time`` on the same line."""
+    return "\t# " + ctime(seconds)
 
 
 def _segment_strings(section: libdm_config.Section) -> Iterator[str]:
@@ -562,5 +569,5 @@ def reidentify(vg: VolumeGroup, *, name: str, vg_id: str,
         tree = tree.with_value(("creation_time",), creation_time)
         i = tree.index("creation_time")
         tree = tree.with_entry_layout(("creation_time",), dataclasses.replace(
-            tree.entry_layout(i), comment=_ctime_comment(creation_time)))
+            tree.entry_layout(i), comment=ctime_comment(creation_time)))
     return VolumeGroup.from_tree(tree, "<reidentified %s>" % name)

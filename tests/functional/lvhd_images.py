@@ -124,7 +124,7 @@ def _restore_all(test, lvm_, path, vg_name, sr_uuid, vdis):
                   for seg in lv.segments for _, pe in seg.stripes)
     host = os.uname().nodename
     now = int(time.time())
-    snippets = []
+    added = []
     for spec in vdis:
         size, _ = _lv_bytes(sr_uuid, spec)
         tags = ((sr_mod.HIDDEN_TAG,) if spec.vdi_type == create.VDI_TYPE_RAW
@@ -136,12 +136,10 @@ def _restore_all(test, lvm_, path, vg_name, sr_uuid, vdis):
                            extent_count=size // EXTENT,
                            read_only=spec.read_only, tags=tags)
         next_pe += lv.extent_count
-        snippets.append(create.render_lv_text(lv, creation_host=host,
-                                              creation_time=now))
-    added = libdm_config.parse("logical_volumes {\n%s}\n" % "".join(snippets))
+        added.append((lv.name, create.lv_section(lv, creation_host=host,
+                                                 creation_time=now)))
     old = vg.tree.section((vg.name, "logical_volumes"))
-    merged = libdm_config.Section(
-        old.items + added.section(("logical_volumes",)).items)
+    merged = libdm_config.Section(old.items + tuple(added))
     tree = vg.tree.with_section((vg.name, "logical_volumes"), merged)
     tree = tree.with_value((vg.name, "seqno"), vg.seqno + 1)
     new_vg = vg_metadata.VolumeGroup.from_tree(tree, "<generated>")

@@ -1,17 +1,15 @@
 """Unit tests for the LVM text metadata: libdm_config and vgm."""
 
-import os
 
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, strategies as st
 
 from nova_xenapi_resign import exception
 from nova_xenapi_resign.lvhd import libdm_config as cfg
 from nova_xenapi_resign.lvhd import lvm_id
 from nova_xenapi_resign.lvhd import vg_metadata as vgm
 from tests import base
+from tests.fuzz import FUZZ
 
-FUZZ = settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", "200")),
-                deadline=None)
 
 # Committed metadata text read from the metadata area of a loop device
 # after pvcreate/vgcreate --metadatasize 10M, three lvcreate, an lvextend

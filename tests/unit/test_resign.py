@@ -10,6 +10,7 @@ from nova_xenapi_resign.lvhd import device
 from nova_xenapi_resign.lvhd import sr as sr_mod
 from nova_xenapi_resign import resign
 from tests import base
+from tests.crash import Crash, CrashingDevice
 
 MiB = 1024 * 1024
 SR = "3f1c4a52-0d2e-4c51-9b8e-7f3d2a1b0c9d"
@@ -43,26 +44,6 @@ def make_sr(path, vdis=None, size=16 * MiB, sr_uuid=SR):
 def read(path):
     with open(path, "rb") as f:
         return f.read()
-
-
-class Crash(Exception):
-    """The machine stopped: not a ResignException, nothing catches it."""
-
-
-class CrashingDevice(device.Device):
-    """Stops at the k-th write; ``torn`` writes part of its last sector."""
-
-    def __init__(self, path, writable, k, torn):
-        super().__init__(path, writable=writable)
-        self.k, self.torn = k, torn
-
-    def write(self, offset, data):
-        if self.writes + 1 == self.k:
-            if self.torn:
-                cut = len(data) - 512 + 40
-                os.pwrite(self._fd, bytes(data[:cut]), offset)
-            raise Crash("crash at write %d" % self.k)
-        super().write(offset, data)
 
 
 class ResignTestCase(base.TestCase):
