@@ -36,6 +36,7 @@ import os
 
 from nova_xenapi_resign.simulator import db as dbmod
 from nova_xenapi_resign.simulator import errors
+from nova_xenapi_resign.simulator import sm
 from nova_xenapi_resign.simulator import storage
 
 NULL_REF = dbmod.NULL_REF
@@ -93,11 +94,11 @@ def _assert_sr_support_operations(pool, target, vbds):
         src = info["vdi"]
         if src is None or _sr_matches(pool, target, src, src["dest_sr"]):
             continue
-        if not storage.can_mirror(src["sr_type"]):
+        if not sm.can_mirror(src["sr_type"]):
             raise errors.sr_does_not_support_migration(src["sr"])
         with target.lock:
             dest_type = target.db.get("SR", src["dest_sr"], "type")
-        if not storage.can_mirror(dest_type):
+        if not sm.can_mirror(dest_type):
             raise errors.sr_does_not_support_migration(src["dest_sr"])
 
 
@@ -142,8 +143,8 @@ def _plan(pool, vm, dest, live, vdi_map, vif_map):
                     "size": vrec["virtual_size"],
                     "sm_config": dict(vrec["sm_config"]),
                     "dest_sr": vdi_map[vdi],
-                    "path": storage.backend(sr_type).lun_path(pool, vdi)
-                    if sr_type in storage.BACKENDS else None,
+                    "path": sm.backend(sr_type).lun_path(pool, vdi)
+                    if sr_type in sm.BACKENDS else None,
                 }
             vbds.append(info)
         vifs = [(v, db.record("VIF", v)) for v in vm_rec["VIFs"]]
@@ -172,7 +173,7 @@ def _dest_vdi_on_sr(target, vdi_uuid, sr, retry=True):
                 else None
         if not retry:
             return None
-        storage.scan_sr(target, sr)
+        sm.scan_sr(target, sr)
     return _dest_vdi_on_sr(target, vdi_uuid, sr, retry=False)
 
 
@@ -193,7 +194,7 @@ def _mirror_target(target, sr, src):
     """
     with target.lock:
         db = target.db
-        be = storage.backend(db.get("SR", sr, "type"))
+        be = sm.backend(db.get("SR", sr, "type"))
         ref = db.create("VDI", SR=sr, name_label="",
                         virtual_size=src["size"],
                         sm_config={k: v for k, v in src["sm_config"].items()
