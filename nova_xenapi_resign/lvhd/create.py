@@ -172,7 +172,6 @@ class FormatPlan:
     lvs: tuple[LvPlan, ...]
     text: bytes = dataclasses.field(repr=False)
     label: lvm.Label = dataclasses.field(repr=False)
-    mda_header: lvm.MdaHeader = dataclasses.field(repr=False)
     steps: tuple[WriteStep, ...] = dataclasses.field(repr=False)
 
     @property
@@ -184,20 +183,11 @@ class FormatPlan:
         """Every write, in the order :func:`apply_plan` performs them."""
         return tuple(w for step in self.steps for w in step.writes)
 
-    @property
-    def bytes_to_write(self) -> int:
-        return sum(len(data) for _, data in self.writes)
-
     def lv(self, name: str) -> LvPlan:
         for lv in self.lvs:
             if lv.name == name:
                 return lv
         raise KeyError(name)
-
-    def lv_offset(self, name: str) -> int:
-        """Absolute byte offset of the first byte of LV ``name``."""
-        return (self.geometry.pe_start
-                + self.lv(name).start_extent * self.geometry.extent_size)
 
 
 def _invalid(reason: str, *args: object) -> exception.InvalidInput:
@@ -655,7 +645,7 @@ def plan_format(sr_uuid: str, vdis: Iterable[VdiSpec] = (), *,
     return FormatPlan(sr_uuid=sr_uuid, vg_name=vg_name_for(sr_uuid),
                       vg_id=vg_id_for(sr_uuid), pv_id=pv_id_for(sr_uuid),
                       geometry=geo, lvs=lvs, text=text, label=label,
-                      mda_header=header, steps=steps)
+                      steps=steps)
 
 
 # --- writing ---------------------------------------------------------------

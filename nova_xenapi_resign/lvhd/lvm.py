@@ -135,10 +135,6 @@ class Label:
         """Absolute byte offset of the label sector."""
         return self.sector * SECTOR_SIZE
 
-    @property
-    def pv_id_dashed(self) -> str:
-        return lvm_id.format_lvm_id(self.pv_id)
-
     def with_pv_id(self, new_pv_id: str) -> "Label":
         """A copy with another PV id (dashed or undashed accepted)."""
         return dataclasses.replace(self, pv_id=lvm_id.parse_lvm_id(new_pv_id))
@@ -538,10 +534,6 @@ class TextWrite:
     mda_start: int
     rlocn: RawLocn
     writes: tuple[tuple[int, bytes], ...]
-
-    @property
-    def wraps(self) -> bool:
-        return len(self.writes) > 1
 
 
 def max_text_size(header: MdaHeader) -> int:

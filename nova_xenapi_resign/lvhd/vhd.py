@@ -518,10 +518,6 @@ class LocatorPath:
     locator: ParentLocator
     path: str
 
-    @property
-    def basename(self) -> str:
-        return self.path.rstrip("/").rsplit("/", 1)[-1]
-
 
 def _reader(source, device) -> ReadFn:
     if callable(source):

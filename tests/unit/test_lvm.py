@@ -431,7 +431,7 @@ class TestPlan(base.TestCase):
         self.assertEqual(lvm.RawLocn(512, 4, lvm.lvm_crc(b"abc\0"), 0),
                          plan.rlocn)
         self.assertEqual(((4096 + 512, b"abc" + bytes(509)),), plan.writes)
-        self.assertFalse(plan.wraps)
+        self.assertEqual(1, len(plan.writes))
 
     def test_fits_after(self):
         header, area = area_with_copy(1 << 20, 1536, b"x" * 1264)
@@ -457,7 +457,7 @@ class TestPlan(base.TestCase):
         # old copy's last byte is 6632 -> next sector 6656; 6656 + 1701
         # passes the end (8192) by 165 bytes, which wrap to offset 512.
         self.assertEqual(6656, plan.rlocn.offset)
-        self.assertTrue(plan.wraps)
+        self.assertEqual(2, len(plan.writes))
         self.assertEqual([4096 + 6656, 4096 + 512],
                          [off for off, _ in plan.writes])
         self.assertEqual([1536, 512], [len(d) for _, d in plan.writes])

@@ -354,7 +354,7 @@ class TestLocators(base.TestCase):
         self.assertEqual([0, 1, 2], [p.index for p in paths])
         self.assertEqual([expected] * 3, [p.path for p in paths])
         self.assertEqual(naming.lvhd_parent_name(SR, PARENT_VDI),
-                         paths[0].basename)
+                         lv.header.parent_name)
         calls = []
 
         def read(offset, length):
