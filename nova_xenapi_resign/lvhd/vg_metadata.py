@@ -482,6 +482,17 @@ def reidentify(vg: VolumeGroup, *, name: str, vg_id: str,
     name or id collisions, and renaming an LV that another segment refers
     to by name (thin pools, snapshots...: not an LVHD layout).
     """
+    _check_identity(name, vg_id, seqno)
+    _check_pv_ids(vg, pv_ids)
+    _check_lv_map(vg, lvs)
+    tree = _with_new_ids(vg, vg_id, seqno, pv_ids, lvs)
+    if name != vg.name:
+        tree = tree.renamed((vg.name,), name)
+    tree = _with_header(tree, description, creation_host, creation_time)
+    return VolumeGroup.from_tree(tree, "<reidentified %s>" % name)
+
+
+def _check_identity(name: str, vg_id: str, seqno: int) -> None:
     if not lvm_id.is_valid_lvm_name(name):
         raise _invalid("invalid VG name %r" % (name,))
     if not lvm_id.is_lvm_id(vg_id):
@@ -490,6 +501,9 @@ def reidentify(vg: VolumeGroup, *, name: str, vg_id: str,
             0 <= seqno <= 0xFFFFFFFF):
         raise _invalid("seqno must be a 32-bit unsigned integer, not %r"
                        % (seqno,))
+
+
+def _check_pv_ids(vg: VolumeGroup, pv_ids: Mapping[str, str]) -> None:
     pv_keys = {pv.key for pv in vg.pvs}
     for key, new_id in pv_ids.items():
         if key not in pv_keys:
@@ -501,6 +515,9 @@ def reidentify(vg: VolumeGroup, *, name: str, vg_id: str,
             final_pv_ids):
         raise _invalid("PV ids would not be unique: %s" % final_pv_ids)
 
+
+def _check_lv_map(vg: VolumeGroup,
+                  lvs: Mapping[str, tuple[str, str]]) -> None:
     lv_names = set(vg.lv_names)
     for old, new in lvs.items():
         if old not in lv_names:
@@ -521,18 +538,29 @@ def reidentify(vg: VolumeGroup, *, name: str, vg_id: str,
                  for lv in vg.lvs]
     if len({lvm_id.parse_lvm_id(i) for i in final_ids}) != len(final_ids):
         raise _invalid("LV ids would not be unique")
-    renamed = {old for old, (new, _) in lvs.items() if new != old}
-    if renamed:
-        lvs_section = vg.tree.section((vg.name, "logical_volumes"))
-        for lv_name, lv_section in lvs_section.sections():
-            for text in _segment_strings(lv_section):
-                if text in renamed:
-                    raise _invalid("LV %r is referenced by name from LV %r; "
-                                   "renaming it would break the VG"
-                                   % (text, lv_name))
+    _check_not_referenced(vg, {old for old, (new, _) in lvs.items()
+                               if new != old})
 
-    tree = vg.tree
-    vg_section = tree.section((vg.name,))
+
+def _check_not_referenced(vg: VolumeGroup, renamed: set[str]) -> None:
+    """Refuse renaming an LV another LV's segments name (not LVHD)."""
+    if not renamed:
+        return
+    lvs_section = vg.tree.section((vg.name, "logical_volumes"))
+    for lv_name, lv_section in lvs_section.sections():
+        for text in _segment_strings(lv_section):
+            if text in renamed:
+                raise _invalid("LV %r is referenced by name from LV %r; "
+                               "renaming it would break the VG"
+                               % (text, lv_name))
+
+
+def _with_new_ids(vg: VolumeGroup, vg_id: str, seqno: int,
+                  pv_ids: Mapping[str, str],
+                  lvs: Mapping[str, tuple[str, str]]
+                  ) -> libdm_config.Section:
+    """The tree with the VG, PV and LV ids (and LV names) replaced."""
+    vg_section = vg.tree.section((vg.name,))
     vg_section = vg_section.with_value(("id",), vg_id)
     vg_section = vg_section.with_value(("seqno",), seqno)
     for key, new_id in pv_ids.items():
@@ -551,10 +579,13 @@ def reidentify(vg: VolumeGroup, *, name: str, vg_id: str,
         vg_section = vg_section.with_section(
             ("logical_volumes",),
             libdm_config.Section(tuple(items), old_lvs.layout))
-    tree = tree.with_section((vg.name,), vg_section)
-    if name != vg.name:
-        tree = tree.renamed((vg.name,), name)
+    return vg.tree.with_section((vg.name,), vg_section)
 
+
+def _with_header(tree: libdm_config.Section, description: str | None,
+                 creation_host: str | None, creation_time: int | None
+                 ) -> libdm_config.Section:
+    """The top-level description/creation_* replaced where given."""
     if description is not None:
         tree = tree.with_value(("description",), description)
     if creation_host is not None:
@@ -570,4 +601,4 @@ def reidentify(vg: VolumeGroup, *, name: str, vg_id: str,
         i = tree.index("creation_time")
         tree = tree.with_entry_layout(("creation_time",), dataclasses.replace(
             tree.entry_layout(i), comment=ctime_comment(creation_time)))
-    return VolumeGroup.from_tree(tree, "<reidentified %s>" % name)
+    return tree

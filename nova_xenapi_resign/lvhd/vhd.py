@@ -660,6 +660,44 @@ def parent_basename(path: str) -> str:
     return name
 
 
+def _locator_rewrites(header: DynamicHeader, path: str, spans: list,
+                      device: str) -> tuple[list, list]:
+    """``(changes, locators)``: every path locator rewritten to ``path``.
+
+    ``changes`` are ``(offset, payload)`` pairs, each payload zero-filled to
+    its locator's whole data space; ``locators`` the header's locators with
+    the new lengths.  Refuses a locator whose space is empty, overlaps one
+    of ``spans`` (``(start, end, what)``, extended as locators are placed)
+    or cannot hold the new payload.
+    """
+    changes = []
+    locators = list(header.locators)
+    for index, loc in header.locator_slots():
+        if not loc.is_path:
+            continue
+        space = loc.space
+        structure = "VHD parent locator %d" % index
+        if space <= 0:
+            raise _error(device, structure + " data space", loc.data_offset,
+                         "sectors or whole-sector bytes", loc.data_space)
+        start, end = loc.data_offset, loc.data_offset + space
+        for other_start, other_end, what in spans:
+            if start < other_end and other_start < end:
+                raise _error(device, structure + " data offset",
+                             loc.data_offset, "space clear of the " + what,
+                             "[%d, %d) overlapping [%d, %d)"
+                             % (start, end, other_start, other_end))
+        spans.append((start, end, "locator %d" % index))
+        payload = encode_locator(loc.code, path)
+        if len(payload) > space:
+            raise _error(device, structure + " data space", loc.data_offset,
+                         "a payload of at most %d bytes" % space,
+                         "%d bytes for %r" % (len(payload), path))
+        changes.append((start, payload + bytes(space - len(payload))))
+        locators[index] = dataclasses.replace(loc, data_length=len(payload))
+    return changes, locators
+
+
 def plan_parent_change(footer: Footer, header: DynamicHeader,
                        locator_payloads, new_parent_name: str,
                        new_parent_uuid: UuidLike | None = None,
@@ -689,35 +727,10 @@ def plan_parent_change(footer: Footer, header: DynamicHeader,
     for code in PATH_LOCATOR_CODES:
         encode_locator(code, path)      # refuse a bad name before anything
     header_start = footer.data_offset
-    header_end = header_start + HEADER_SIZE
-
-    changes = []            # (offset, payload bytes)
-    spans = [(0, FOOTER_SIZE, "footer copy"),
-             (header_start, header_end, "header")]
-    locators = list(header.locators)
-    for index, loc in header.locator_slots():
-        if not loc.is_path:
-            continue
-        space = loc.space
-        structure = "VHD parent locator %d" % index
-        if space <= 0:
-            raise _error(device, structure + " data space", loc.data_offset,
-                         "sectors or whole-sector bytes", loc.data_space)
-        start, end = loc.data_offset, loc.data_offset + space
-        for other_start, other_end, what in spans:
-            if start < other_end and other_start < end:
-                raise _error(device, structure + " data offset",
-                             loc.data_offset, "space clear of the " + what,
-                             "[%d, %d) overlapping [%d, %d)"
-                             % (start, end, other_start, other_end))
-        spans.append((start, end, "locator %d" % index))
-        payload = encode_locator(loc.code, path)
-        if len(payload) > space:
-            raise _error(device, structure + " data space", loc.data_offset,
-                         "a payload of at most %d bytes" % space,
-                         "%d bytes for %r" % (len(payload), path))
-        changes.append((start, payload + bytes(space - len(payload))))
-        locators[index] = dataclasses.replace(loc, data_length=len(payload))
+    changes, locators = _locator_rewrites(
+        header, path, [(0, FOOTER_SIZE, "footer copy"),
+                       (header_start, header_start + HEADER_SIZE, "header")],
+        device)
 
     new_header = dataclasses.replace(
         header, parent_name_raw=name_raw,
