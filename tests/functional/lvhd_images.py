@@ -26,6 +26,7 @@ from nova_xenapi_resign.lvhd import device as device_mod
 from nova_xenapi_resign.lvhd import libdm_config
 from nova_xenapi_resign.lvhd import lvm
 from nova_xenapi_resign.lvhd import lvm_id
+from nova_xenapi_resign.lvhd import naming
 from nova_xenapi_resign.lvhd import sr as sr_mod
 from nova_xenapi_resign.lvhd import vg_metadata
 from tests.functional import base
@@ -205,7 +206,7 @@ def make_lvhd_image(test, path, sr_uuid, vdis, *, size=None,
     started = time.monotonic()
     vdis = create.check_vdis(vdis)
     create.check_sr_uuid(sr_uuid)
-    vg_name = create.vg_name_for(sr_uuid)
+    vg_name = naming.sr_vg_name(sr_uuid)
     if method is None:
         method = "restore" if len(vdis) > RESTORE_THRESHOLD else "lvcreate"
     if method not in ("lvcreate", "restore"):
