@@ -386,6 +386,29 @@ def _check_rlocn(rl: RawLocn, index: int, area_size: int, start: int,
                          % (rl.offset, rl.size, area_size))
 
 
+def _raw_locns(buf: bytes) -> list[RawLocn]:
+    """The raw_locn slots in use: slot 0 always, then up to the first 0."""
+    locns = []
+    for index in range(MAX_RAW_LOCNS):
+        rl = RawLocn(*_RAW_LOCN.unpack_from(
+            buf, RAW_LOCN_START + index * RAW_LOCN_SIZE))
+        if index == 0:
+            # Slot 0 is always kept (its flags carry "ignored").
+            locns.append(rl)
+            continue
+        if rl.offset == 0:
+            break
+        locns.append(rl)
+    # An empty slot 0 may still be followed by a precommitted slot 1
+    # (lvm2 precommitting the first metadata of a fresh area).
+    if locns[0].offset == 0 and len(locns) == 1:
+        rl1 = RawLocn(*_RAW_LOCN.unpack_from(
+            buf, RAW_LOCN_START + RAW_LOCN_SIZE))
+        if rl1.offset:
+            locns.append(rl1)
+    return locns
+
+
 def parse_mda_header(buf: bytes, mda_offset: int,
                      device: str = "<buffer>",
                      area_size: Optional[int] = None) -> MdaHeader:
@@ -419,24 +442,7 @@ def parse_mda_header(buf: bytes, mda_offset: int,
         raise _mda_error(device, mda_offset + 32, "mda_header size",
                          area_size if area_size is not None
                          else ">= %d" % (2 * MDA_HEADER_SIZE), size)
-    locns = []
-    for index in range(MAX_RAW_LOCNS):
-        rl = RawLocn(*_RAW_LOCN.unpack_from(
-            buf, RAW_LOCN_START + index * RAW_LOCN_SIZE))
-        if index == 0:
-            # Slot 0 is always kept (its flags carry "ignored").
-            locns.append(rl)
-            continue
-        if rl.offset == 0:
-            break
-        locns.append(rl)
-    # An empty slot 0 may still be followed by a precommitted slot 1
-    # (lvm2 precommitting the first metadata of a fresh area).
-    if locns[0].offset == 0 and len(locns) == 1:
-        rl1 = RawLocn(*_RAW_LOCN.unpack_from(
-            buf, RAW_LOCN_START + RAW_LOCN_SIZE))
-        if rl1.offset:
-            locns.append(rl1)
+    locns = _raw_locns(buf)
     for index, rl in enumerate(locns):
         if index == 0 and rl.offset == 0:
             if rl.size or rl.checksum:
