@@ -11,7 +11,7 @@ Three properties matter more than speed:
   everything written (including the LVM text's description and times) is a
   function of the original bytes.  A second run with the same target finds
   the device already resigned and does nothing.
-* **Crash-safe.** Writes go in the order of DESIGN.md section 4 with an
+* **Crash-safe.** Writes go in the order of doc/source/reference/resignature.rst with an
   fsync between phases: VHD parent links and MGT first (only LV contents),
   then the new LVM text into free space of the circular buffer, the
   precommit slot, the label (new PV id), and last the commit.  Before the

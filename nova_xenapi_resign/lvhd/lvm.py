@@ -11,7 +11,7 @@ only the label, the mda headers and the text they point to.
 
 Reference: lvm2 ``lib/label/label.{c,h}``, ``lib/format_text/layout.h``,
 ``format-text.c`` and ``text_label.c``, ``lib/misc/crc.c``, ``lib/id/id.c``;
-summarised in the project's ``research/formats.md`` section 1.
+summarised in ``doc/source/reference/formats.rst`` (LVM2).
 
 Layout reminders (all little-endian):
 

@@ -16,7 +16,7 @@ Modules:
 ``storage``    SR/PBD/VDI semantics over the backends.
 ``vm``         VBD/VM/VIF/network semantics.
 ``migration``  host.migrate_receive, VM.assert_can_migrate,
-               VM.migrate_send (seed 004's storage-motion rule, hazards).
+               VM.migrate_send (XAPI's storage-motion rule, hazards).
 ``server``     threaded XML-RPC servers; ``serve(san_dir, pools)``.
 ``fixture``    :class:`fixture.SimulatorFixture` for tests.
 """

@@ -412,8 +412,9 @@ class LvmoIscsiBackend(Backend):
 class RelvmoIscsiBackend(LvmoIscsiBackend):
     """``relvmoiscsi``: create = resignature a cloned LVHD LUN, then attach.
 
-    The seed-001 UX, done properly: ``SR.create`` gives the LUN the new SR's
-    uuid with the project's resign engine and succeeds, leaving an attached
+    The resign-on-create workflow, done properly: ``SR.create`` gives the
+    LUN the new SR's uuid with the project's resign engine and succeeds,
+    leaving an attached
     SR whose VDIs have new uuids; the original can stay attached beside it.
     """
 

@@ -1,6 +1,6 @@
 """Live migration of volume-backed instances across SR naming styles.
 
-The protocol (DESIGN.md section 3, Launchpad bug 1566622):
+The protocol (doc/source/reference/live-migration.rst, Launchpad bug 1566622):
 
 1. Source, ``check_can_live_migrate_source``: :func:`build_volume_sr_uuid_map`
    finds the SR each volume really uses and records ``volume id -> SR uuid``
