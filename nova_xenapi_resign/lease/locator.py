@@ -81,7 +81,7 @@ class DeviceStore:
     """The two slots of a located lease area on an opened device.
 
     One read of :data:`record.AREA_SIZE` bytes returns both slots; a write
-    is one sector, followed by an fsync.
+    is one 4 KiB slot, followed by an fsync.
     """
 
     def __init__(self, dev, location: LeaseLocation) -> None:

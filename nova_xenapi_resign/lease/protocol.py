@@ -121,7 +121,7 @@ class DeltaLease:
     def _write(self, snap: rec.Snapshot, new: rec.LeaseRecord) -> float:
         """Write ``new`` to the free slot; returns when the write started."""
         started = self.clock()
-        self.store.write_slot(snap.write_slot, rec.encode(new))
+        self.store.write_slot(snap.write_slot, rec.slot_bytes(new))
         return started
 
     def _record(self, state: int, generation: int, counter: int,

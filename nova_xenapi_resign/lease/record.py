@@ -1,12 +1,15 @@
 """The lease record: one 512-byte sector, two alternating slots.
 
-A lease area holds two slots ``SLOT_STRIDE`` bytes apart.  A writer always
+A lease area holds two 4 KiB slots, each written whole (the record in its
+first sector, zeros after it) so that disks with 4 KiB logical sectors and
+``O_DIRECT`` work too.  A writer always
 writes the slot that does *not* hold the newest valid record, so a write
 torn by a crash or a power cut destroys at most the older copy: the newest
 valid state survives in the other slot.  Every record carries a CRC-32 over
 its first 508 bytes, so a torn sector reads as invalid, never as a valid
 foreign owner.  Slots are 4 KiB apart so that, on a disk with 4 KiB physical
-sectors, a read-modify-write of one slot cannot tear the other.
+sectors, a read-modify-write of one slot cannot tear the other.  One read of
+both slots (8 KiB) and one 4 KiB write is all a renewal costs.
 
 Sector layout (little-endian; the dom0 plugin carries its own codec of the
 same layout and ``tests/unit/test_lease_plugin.py`` proves them equal)::
@@ -41,8 +44,8 @@ from nova_xenapi_resign import exception
 RECORD_SIZE = 512
 SLOT_STRIDE = 4096
 SLOT_COUNT = 2
-#: Bytes of the lease area the two slots span.
-AREA_SIZE = SLOT_STRIDE * (SLOT_COUNT - 1) + RECORD_SIZE
+#: Bytes of the lease area (both slots, read in one I/O).
+AREA_SIZE = SLOT_STRIDE * SLOT_COUNT
 MAGIC = b"XRSLEASE"
 VERSION = 1
 STATE_FREE = 1
@@ -143,6 +146,11 @@ def encode(record: LeaseRecord) -> bytes:
         _pack_name(nxt.host, NAME_SIZE, "next host"))
     body = body.ljust(CRC_OFFSET, b"\0")
     return body + _CRC.pack(zlib.crc32(body) & 0xFFFFFFFF)
+
+
+def slot_bytes(record: LeaseRecord) -> bytes:
+    """What a write puts in a slot: the sector, zero padded to 4 KiB."""
+    return encode(record).ljust(SLOT_STRIDE, b"\0")
 
 
 def decode(sector: bytes, device: str = "<buffer>",
