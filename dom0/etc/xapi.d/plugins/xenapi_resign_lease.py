@@ -576,7 +576,7 @@ class Lease(object):
 def _arg(args, key, default=None):
     value = args.get(key, default)
     if value is None or value == "":
-        raise ValueError("missing argument %r" % key)
+        raise ValueError("missing argument '%s'" % key)
     return value
 
 
