@@ -170,13 +170,14 @@ def _lvm_crc(data, seed=0xF597A6CF):
     return (~zlib.crc32(data, ~seed & 0xFFFFFFFF)) & 0xFFFFFFFF
 
 
-_TOKEN = re.compile(r'\s*(?:#[^\n]*\n\s*)*("(?:[^"\\]|\\.)*"|[-+]?[0-9]+'
-                    r'(?:\.[0-9]+)?|[A-Za-z0-9_.+-]+|[{}\[\]=,])')
+_TOKEN = re.compile(r'("(?:[^"\\]|\\.)*"|#[^\n]*|[A-Za-z0-9_.+-]+|'
+                    r'[{}\[\]=,])')
 
 
 def parse_lvm_text(text):
     """libdm config text -> nested dicts (arrays become lists)."""
-    tokens = [m.group(1) for m in _TOKEN.finditer(text)]
+    tokens = [m.group(1) for m in _TOKEN.finditer(text)
+              if not m.group(1).startswith("#")]
     pos = [0]
 
     def take():
@@ -531,6 +532,10 @@ class Lease(object):
 
     def _check_owner(self):
         held = self.state.load()
+        if held is not None and (held["record"]["owner_pool"],
+                                 held["record"]["owner_host"]) != (
+                                     self.pool, self.host):
+            held = None
         if held is None:
             raise LeaseLost("%s: this host does not hold the lease"
                             % self.store.name)
