@@ -58,8 +58,10 @@ class CountingDevice(object):
 
 
 def virtual_clock():
-    """One per lease: its acquisition waits pass in virtual time, and
-    renewals then happen at once (no virtual time passes)."""
+    """A clock and sleeper for one lease, in virtual time.
+
+    Its acquisition waits pass at once, and renewals need no waiting.
+    """
     now = [0.0]
 
     def sleep(seconds):

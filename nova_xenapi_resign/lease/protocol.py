@@ -30,9 +30,11 @@ class Store(Protocol):
 
     name: str
 
-    def read_slots(self) -> tuple[bytes, ...]: ...
+    def read_slots(self) -> tuple[bytes, ...]:
+        """The raw sectors of every slot, read in one I/O."""
 
-    def write_slot(self, slot: int, data: bytes) -> None: ...
+    def write_slot(self, slot: int, data: bytes) -> None:
+        """Write (and flush) one whole slot."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -158,8 +160,11 @@ class DeltaLease:
     # --- the protocol -------------------------------------------------------
 
     def acquire(self) -> Held:
-        """Take the lease, or raise :class:`LeaseHeld` having written nothing
-        (when refused before the claim) or having been out-claimed."""
+        """Take the lease, or raise :class:`LeaseHeld`.
+
+        Refused before the claim, nothing was written; refused after it,
+        another host's claim landed later and won.
+        """
         first = self.read()
         latest = first.latest
         if not self._may_skip_wait(latest):

@@ -36,8 +36,8 @@ from __future__ import annotations
 
 import dataclasses
 import struct
-import zlib
 from typing import Optional
+import zlib
 
 from nova_xenapi_resign import exception
 

@@ -80,8 +80,9 @@ def random_records(n, seed=17):
         nxt = rec.Owner(rnd.choice(names[1:]), rnd.choice(names[1:])) \
             if rnd.random() < 0.3 else None
         out.append(rec.LeaseRecord(
-            sr_uuid=rnd.choice(names[:3] + names[4:]), state=rec.STATE_HELD if held
-            else rec.STATE_FREE, generation=rnd.randrange(2 ** 64),
+            sr_uuid=rnd.choice(names[:3] + names[4:]),
+            state=rec.STATE_HELD if held else rec.STATE_FREE,
+            generation=rnd.randrange(2 ** 64),
             counter=rnd.randrange(2 ** 64),
             duration_ms=rnd.randrange(2 ** 32),
             written_at_ms=rnd.randrange(2 ** 64), owner=owner,

@@ -17,8 +17,11 @@ HELD = rec.LeaseRecord(
 
 
 def hand_made_sector():
-    """HELD laid out byte by byte from the table in record.py's docstring
-    (and doc/source/reference/lease.rst), without the codec."""
+    """HELD laid out byte by byte, without the codec.
+
+    The offsets are the table in record.py's docstring and in
+    doc/source/reference/lease.rst.
+    """
     buf = bytearray(512)
     buf[0:8] = b"XRSLEASE"
     buf[8:10] = (1).to_bytes(2, "little")

@@ -47,7 +47,7 @@ import struct
 import time
 import zlib
 
-# --- the lease record (keep equal to nova_xenapi_resign/lease/record.py) ----
+# --- the lease record (keep equal to nova_xenapi_resign/lease/record.py) -----
 
 RECORD_SIZE = 512
 SLOT_STRIDE = 4096
@@ -164,7 +164,7 @@ def decode_slots(raw_slots):
     return records, errors
 
 
-# --- LVM locator: label -> pv_header -> mda_header -> text -> LV ------------
+# --- LVM locator: label -> pv_header -> mda_header -> text -> LV -------------
 
 def _lvm_crc(data, seed=0xF597A6CF):
     return (~zlib.crc32(data, ~seed & 0xFFFFFFFF)) & 0xFFFFFFFF
@@ -289,7 +289,7 @@ def locate(dev, sr_uuid):
     return pv["pe_start"] * 512 + stripes[1] * extent
 
 
-# --- device I/O ---------------------------------------------------------------
+# --- device I/O --------------------------------------------------------------
 
 class Device(object):
     """A LUN opened for lease I/O.
@@ -360,7 +360,7 @@ class Store(object):
                        data + b"\0" * (SLOT_STRIDE - len(data)))
 
 
-# --- clocks -------------------------------------------------------------------
+# --- clocks ------------------------------------------------------------------
 
 def _monotonic_clock():
     """time.monotonic, or CLOCK_MONOTONIC through ctypes on Python 2."""
@@ -386,7 +386,7 @@ def _monotonic_clock():
 monotonic = _monotonic_clock()
 
 
-# --- what this host holds -----------------------------------------------------
+# --- what this host holds ----------------------------------------------------
 
 def _boot_id():
     try:
@@ -443,7 +443,7 @@ class MemoryState(object):
         self.held = None
 
 
-# --- the delta lease (keep equal to nova_xenapi_resign/lease/protocol.py) ---
+# --- the delta lease (keep equal to nova_xenapi_resign/lease/protocol.py) ----
 
 class Lease(object):
     """One host's view of one SR's lease, remembered across calls."""
@@ -576,7 +576,7 @@ class Lease(object):
         return new
 
 
-# --- XAPI plugin functions ----------------------------------------------------
+# --- XAPI plugin functions ---------------------------------------------------
 
 def _arg(args, key, default=None):
     value = args.get(key, default)
