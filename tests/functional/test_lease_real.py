@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import subprocess
+from unittest import mock
 
 from nova_xenapi_resign.lease import locator
 from nova_xenapi_resign.lease import protocol
@@ -24,6 +25,7 @@ from tests.unit import test_lease_plugin
 from tests.unit import test_lease_protocol as harness
 
 SR = "5b7c9d1e-2f3a-4b5c-8d6e-7f8091a2b3c4"
+OTHER_SR = "00000000-0000-4000-8000-000000000000"
 TIMING = protocol.Timing(duration=1.0, io_timeout=0.01)
 
 #: Drive the plugin's functions like XAPI would, through a session-less call.
@@ -124,11 +126,16 @@ class TestLeaseOnRealLvm(base.FunctionalTestCase):
         calls = [["acquire", src], ["renew", src], ["renew", dst],
                  ["hand_over", dict(src, next_pool="pool-b",
                                     next_host="host-b")],
-                 ["acquire", dst], ["renew", src], ["read", src]]
+                 ["acquire", dst],
+                 ["renew_many", dict(dst, leases=json.dumps([
+                     {"device": loop, "sr_uuid": SR},
+                     {"device": loop, "sr_uuid": OTHER_SR}]))],
+                 ["renew", src], ["read", src]]
         for python in test_lease_plugin.dom0_pythons() + [None]:
             state = os.path.join(self.tmpdir, "state-%s" % python)
             results = self.run_calls(python, state, calls)
-            acquired, renewed, refused, handed, taken, lost, read = results
+            (acquired, renewed, refused, handed, taken, many, lost,
+             read) = results
             self.assertNotIsInstance(acquired, list, acquired)
             self.assertEqual((acquired["owner_host"], acquired["counter"]),
                              ("host-a", 0), python)
@@ -141,8 +148,11 @@ class TestLeaseOnRealLvm(base.FunctionalTestCase):
                               handed["next_host"]))
             self.assertEqual(("host-b", acquired["generation"] + 1),
                              (taken["owner_host"], taken["generation"]))
+            self.assertEqual(dict(taken, counter=1, written_at_ms=mock.ANY),
+                             many[SR], python)
+            self.assertEqual("LeaseFormatError", many[OTHER_SR][0])
             self.assertEqual("LeaseLost", lost[0], python)
-            self.assertEqual(taken, read["latest"])
+            self.assertEqual(many[SR], read["latest"])
             self.assertEqual([None, None], read["errors"])
         self.assertEqual(before, self._digest_outside(loop, offset))
         lvm_("vgck", vg_name)

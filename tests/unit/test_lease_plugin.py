@@ -9,6 +9,8 @@ import shutil
 import subprocess
 import sys
 
+import fixtures
+
 from nova_xenapi_resign import exception
 from nova_xenapi_resign.lease import record as rec
 from tests import base
@@ -225,3 +227,49 @@ class TestOnDom0Pythons(base.TestCase):
             out = self.run_plugin(python, "steal", {})
             self.assertEqual(["UNKNOWN_XENAPI_PLUGIN_FUNCTION", "steal"],
                              out["ErrorDescription"])
+
+
+class TestCachedOffset(base.TestCase):
+    """renew/release reuse the offset saved at acquire: no LVM reads."""
+
+    def setUp(self):
+        super().setUp()
+        self.image = os.path.join(self.tmpdir, "no-lvm.img")
+        with open(self.image, "wb") as f:
+            f.truncate(harness.AREA_OFFSET + rec.AREA_SIZE)
+        self.held = rec.LeaseRecord(
+            sr_uuid=harness.SR, state=rec.STATE_HELD, generation=3,
+            counter=0, duration_ms=120000, written_at_ms=0,
+            owner=rec.Owner("pool-a", "host-a"))
+        with open(self.image, "r+b") as f:
+            f.seek(harness.AREA_OFFSET)
+            f.write(rec.slot_bytes(self.held))
+        self.useFixture(fixtures.MonkeyPatch(
+            "tests.unit.test_lease_protocol.PLUGIN.STATE_DIR", self.tmpdir))
+        self.args = {"device": self.image, "sr_uuid": harness.SR,
+                     "pool": "pool-a", "host": "host-a"}
+
+    def hold(self, offset):
+        PLUGIN.FileState(self.tmpdir, harness.SR).save({
+            "record": as_dict(self.held), "since": PLUGIN.monotonic(),
+            "offset": offset})
+
+    def test_renew_with_saved_offset_needs_no_lvm_metadata(self):
+        self.hold(harness.AREA_OFFSET)
+        out = json.loads(PLUGIN.renew(None, self.args))
+        self.assertEqual((3, 1, "host-a"), (out["generation"],
+                                            out["counter"],
+                                            out["owner_host"]))
+
+    def test_wrong_saved_offset_fails_safe(self):
+        self.hold(0)
+        self.assertRaises(PLUGIN.LeaseLost, PLUGIN.renew, None, self.args)
+        with open(self.image, "rb") as f:
+            f.seek(harness.AREA_OFFSET)
+            self.assertEqual(rec.slot_bytes(self.held), f.read(4096))
+            f.seek(0)
+            self.assertEqual(b"\0" * 4096, f.read(4096))
+
+    def test_without_saved_state_it_locates_and_fails_on_no_lvm(self):
+        self.assertRaises(PLUGIN.LeaseFormatError, PLUGIN.renew, None,
+                          self.args)

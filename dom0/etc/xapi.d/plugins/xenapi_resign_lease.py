@@ -27,6 +27,7 @@ raised, so XAPI answers XENAPI_PLUGIN_FAILURE [fn, class, message]):
 * ``read``: device, sr_uuid
 * ``acquire``: device, sr_uuid, pool, host [, duration, io_timeout]
 * ``renew``, ``release``: device, sr_uuid, pool, host
+* ``renew_many``: pool, host, leases (JSON list of {device, sr_uuid})
 * ``hand_over``: device, sr_uuid, pool, host, next_pool, next_host
 
 ``acquire`` may block for one lease duration plus margins; call it with
@@ -527,7 +528,8 @@ class Lease(object):
                                "the same time and won" % (
                                    self.store.name,
                                    self._owner_of(check["latest"])))
-        self.state.save({"record": claim, "since": since})
+        self.state.save({"record": claim, "since": since,
+                         "offset": getattr(self.store, "offset", None)})
         return claim
 
     def _check_owner(self):
@@ -563,7 +565,7 @@ class Lease(object):
             self.state.clear()
             raise LeaseLost("%s: the renewal write took longer than the "
                             "lease duration" % self.store.name)
-        self.state.save({"record": new, "since": since})
+        self.state.save(dict(held, record=new, since=since))
         return new
 
     def release(self, next_owner=("", "")):
@@ -585,19 +587,33 @@ def _arg(args, key, default=None):
     return value
 
 
-def _with_lease(args, action):
+def _lease_for(device, args, cached):
+    """The Lease of ``args``, located afresh unless ``cached``.
+
+    ``cached`` reuses the offset saved with the held record; a wrong one
+    reads a record that is not ours, so it fails safe (LeaseLost).
+    """
+    sr_uuid = _arg(args, "sr_uuid")
+    state = FileState(STATE_DIR, sr_uuid)
+    held = state.load() if cached else None
+    offset = held.get("offset") if held else None
+    if offset is None:
+        offset = locate(device, sr_uuid)
+    return Lease(Store(device, offset), sr_uuid, args.get("pool", ""),
+                 args.get("host", ""), float(args.get("duration") or 120.0),
+                 float(args.get("io_timeout") or 10.0), state)
+
+
+def _run(args, action, cached=False):
     device = Device(_arg(args, "device"))
     try:
-        sr_uuid = _arg(args, "sr_uuid")
-        store = Store(device, locate(device, sr_uuid))
-        lease = Lease(store, sr_uuid, args.get("pool", ""),
-                      args.get("host", ""),
-                      float(args.get("duration") or 120.0),
-                      float(args.get("io_timeout") or 10.0),
-                      FileState(STATE_DIR, sr_uuid))
-        return json.dumps(action(lease), sort_keys=True)
+        return action(_lease_for(device, args, cached))
     finally:
         device.close()
+
+
+def _with_lease(args, action, cached=False):
+    return json.dumps(_run(args, action, cached), sort_keys=True)
 
 
 def _for_owner(args):
@@ -619,20 +635,42 @@ def acquire(session, args):
 
 
 def renew(session, args):
-    return _with_lease(_for_owner(args), lambda lease: lease.renew())
+    return _with_lease(_for_owner(args), lambda lease: lease.renew(), True)
+
+
+def renew_many(session, args):
+    """Renew every lease in ``leases``, a JSON list of {device, sr_uuid}.
+
+    One dom0 process per host and interval instead of one per SR.
+
+    Never raises for one SR: the result maps each sr_uuid to its new record
+    or to [error class, message], and the caller must act on each.
+    """
+    _for_owner(args)
+    out = {}
+    for item in json.loads(_arg(args, "leases")):
+        one = dict(args, device=item.get("device"), sr_uuid=item.get(
+            "sr_uuid"))
+        try:
+            out[one["sr_uuid"]] = _run(one, lambda lease: lease.renew(), True)
+        except Exception as exc:  # reported per SR, see the docstring
+            out[str(one["sr_uuid"])] = [exc.__class__.__name__, str(exc)]
+    return json.dumps(out, sort_keys=True)
 
 
 def release(session, args):
-    return _with_lease(_for_owner(args), lambda lease: lease.release())
+    return _with_lease(_for_owner(args), lambda lease: lease.release(), True)
 
 
 def hand_over(session, args):
     nxt = (_arg(args, "next_pool"), _arg(args, "next_host"))
-    return _with_lease(_for_owner(args), lambda lease: lease.release(nxt))
+    return _with_lease(_for_owner(args), lambda lease: lease.release(nxt),
+                       True)
 
 
 FUNCTIONS = {"read": read, "acquire": acquire, "renew": renew,
-             "release": release, "hand_over": hand_over}
+             "renew_many": renew_many, "release": release,
+             "hand_over": hand_over}
 
 
 if __name__ == "__main__":
