@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import subprocess
+import sys
 from unittest import mock
 
 from nova_xenapi_resign.lease import locator
@@ -43,7 +44,8 @@ sys.stdout.write(json.dumps(out))
 '''
 
 
-class TestLeaseOnRealLvm(base.FunctionalTestCase):
+class LeaseLvmTestCase(base.FunctionalTestCase):
+    """An LVHD VG with the lease LV, made by lvm2 on a loop device."""
 
     TOOLS = ("losetup", "lvm")
 
@@ -75,6 +77,9 @@ class TestLeaseOnRealLvm(base.FunctionalTestCase):
                if r["lv_name"] == locator.LEASE_LV][0]
         first_pe = int(row["seg_pe_ranges"].split(":")[1].split("-")[0])
         return pe_start + first_pe * extent
+
+
+class TestLeaseOnRealLvm(LeaseLvmTestCase):
 
     def test_both_locators_find_the_lease_lv(self):
         for wrap in (False, True):
@@ -186,3 +191,82 @@ class TestLeaseOnRealLvm(base.FunctionalTestCase):
         # only names holding a uuid; the lease LV is neither.
         self.assertFalse(locator.LEASE_LV.startswith(("VHD-", "LV-")))
         self.assertNotRegex(locator.LEASE_LV, "[0-9a-f]{8}-")
+
+
+#: One host of the contention test: wait for the common start (the machine's
+#: CLOCK_MONOTONIC is shared by processes), race for the lease, and if won
+#: keep it past every loser's wait, then release it.
+CONTENDER = '''
+import json, sys, time
+try:
+    import importlib.util as iu
+    spec = iu.spec_from_file_location("xenapi_resign_lease", sys.argv[1])
+    plugin = iu.module_from_spec(spec)
+    spec.loader.exec_module(plugin)
+except ImportError:
+    import imp
+    plugin = imp.load_source("xenapi_resign_lease", sys.argv[1])
+plugin.STATE_DIR = sys.argv[2]
+args = json.loads(sys.argv[3])
+start = float(sys.argv[4])
+while plugin.monotonic() < start:
+    time.sleep(0.001)
+try:
+    plugin.acquire(None, args)
+except plugin.LeaseRefused:
+    sys.stdout.write(json.dumps({"result": "refused"}))
+    sys.exit(0)
+since = plugin.FileState(sys.argv[2], args["sr_uuid"]).load()["since"]
+for _ in range(8):
+    time.sleep(float(args["duration"]) / 5)
+    plugin.renew(None, args)
+end = plugin.monotonic()
+plugin.release(None, args)
+sys.stdout.write(json.dumps({"result": "won", "since": since, "end": end}))
+'''
+
+
+class TestContentionOnLoopDevice(LeaseLvmTestCase):
+    """Eight processes race for one lease on a loop device.
+
+    They mix the dom0 Pythons found here; each has its own state and reads
+    through O_DIRECT.
+    """
+
+    def test_eight_processes_one_winner(self):
+        path, loop, lvm_, vg_name = self.make_sr()
+        with device_mod.Device(loop, writable=True) as dev:
+            locator.DeviceStore(dev, locator.locate(dev)).write_slot(
+                0, rec.slot_bytes(protocol.initial_record(SR, TIMING)))
+        pythons = test_lease_plugin.dom0_pythons() + [sys.executable]
+        start = harness.PLUGIN.monotonic() + 3.0
+        procs = []
+        for i in range(8):
+            args = {"device": loop, "sr_uuid": SR, "pool": "pool-%d" % i,
+                    "host": "host-%d" % i, "duration": "5.0",
+                    "io_timeout": "0.05"}
+            procs.append(subprocess.Popen(
+                [pythons[i % len(pythons)], "-c", CONTENDER,
+                 harness.PLUGIN_PATH, os.path.join(self.tmpdir, "h%d" % i),
+                 json.dumps(args), repr(start)],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        results = []
+        for proc in procs:
+            out, err = proc.communicate(timeout=120)
+            self.assertEqual(0, proc.returncode, err)
+            results.append(json.loads(out))
+        won = [r for r in results if r["result"] == "won"]
+        self.assertEqual(1, len(won), results)
+        self.assertEqual(7, [r["result"] for r in results].count("refused"))
+        dev = harness.PLUGIN.Device(loop)
+        try:
+            store = harness.PLUGIN.Store(dev, harness.PLUGIN.locate(dev, SR))
+            records, errors = harness.PLUGIN.decode_slots(store.read_slots())
+        finally:
+            dev.close()
+        self.assertEqual([None, None], errors)
+        latest = records[harness.PLUGIN.latest_slot(records)]
+        # Claimed (1), renewed eight times, released: nobody else wrote.
+        self.assertEqual((1, 9, harness.PLUGIN.FREE),
+                         (latest["generation"], latest["counter"],
+                          latest["state"]))
