@@ -155,6 +155,16 @@ class LeaseExpired(LeaseError):
                "renewal %(age).1f s ago, duration %(duration).1f s")
 
 
+class ClockSkewTooLarge(ResignException):
+    """Refused: two pools' host clocks differ more than allowed."""
+
+    msg_fmt = ("Clock skew between host %(source)s (%(source_time)s) and "
+               "host %(dest)s (%(dest_time)s) is %(skew).1f s, more than "
+               "[xenapi_resign] max_clock_skew = %(max_skew)s s; fix the "
+               "hosts' NTP, or override explicitly")
+    exit_code = EXIT_REFUSED
+
+
 # --- XenAPI storage and live migration --------------------------------------
 
 class StorageError(ResignException):
