@@ -11,10 +11,11 @@ Three properties matter more than speed:
   everything written (including the LVM text's description and times) is a
   function of the original bytes.  A second run with the same target finds
   the device already resigned and does nothing.
-* **Crash-safe.** Writes go in the order of doc/source/reference/resignature.rst with an
-  fsync between phases: VHD parent links and MGT first (only LV contents),
-  then the new LVM text into free space of the circular buffer, the
-  precommit slot, the label (new PV id), and last the commit.  Before the
+* **Crash-safe.** Writes go in the order of
+  doc/source/reference/resignature.rst with an fsync between phases: VHD
+  parent links and MGT first (only LV contents), then the new LVM text
+  into free space of the circular buffer, the precommit slot, the label
+  (new PV id), and last the commit.  Before the
   first write every range to be touched is backed up (:mod:`backup`).  A run
   interrupted anywhere - even by a torn sector - is resumed by planning
   again from the original bytes, read through the backup, and repeating

@@ -15,7 +15,7 @@ import dataclasses
 from nova_xenapi_resign import exception
 from nova_xenapi_resign.lease import record as rec
 from nova_xenapi_resign.lvhd import lvm
-from nova_xenapi_resign.lvhd import lvm_text
+from nova_xenapi_resign.lvhd import vg_metadata
 
 LEASE_LV = "xenapi_resign_lease"
 VG_PREFIX = "VG_XenStorage-"
@@ -32,7 +32,7 @@ class LeaseLocation:
     lv_size: int
 
 
-def locate_in_vg(vg: lvm_text.VolumeGroup, device: str) -> LeaseLocation:
+def locate_in_vg(vg: vg_metadata.VolumeGroup, device: str) -> LeaseLocation:
     """The lease area of a parsed VG (pure)."""
     if not vg.name.startswith(VG_PREFIX):
         raise exception.InvalidInput(
@@ -74,7 +74,7 @@ def locate(dev) -> LeaseLocation:
         raise exception.LvmMetadataError(
             device=dev.path, structure="metadata areas", offset=4096,
             expected="a committed metadata copy", found="none")
-    return locate_in_vg(lvm_text.parse_vg(text, dev.path), dev.path)
+    return locate_in_vg(vg_metadata.parse_vg(text, dev.path), dev.path)
 
 
 class DeviceStore:

@@ -1,7 +1,7 @@
 """Options of the on-LUN lease, group ``[xenapi_resign]``.
 
-Kept here (not in ``conf.py``) so the lease can be merged on its own;
-:func:`register_opts` and :func:`list_opts` follow ``conf.py``'s shape.
+Kept beside the lease code; ``conf.py`` adds them to the group's option
+list, so ``conf.register_opts`` and ``conf.list_opts`` cover them.
 """
 
 from __future__ import annotations
@@ -23,8 +23,12 @@ Seconds an LVHD volume SR's lease stays valid without a renewal.
 The owning host renews every third of this. Another pool may take a lease
 only after watching it unchanged for this long plus ``lease_io_timeout``
 by its own monotonic clock, so this is also how long a rollback waits when a
-migration's destination died. Each renewal costs one 4.5 KiB read and one
-512-byte write on the LUN.
+migration's destination died. Each renewal reads the two 4 KiB lease slots
+and writes one (fsynced).
+
+Possible values:
+
+* Seconds, at least 10 (default 120)
 
 Related options:
 
@@ -39,6 +43,14 @@ Seconds one lease sector write may take to reach the LUN.
 
 A claim waits three times this for a racing claim to land before it
 believes it won. Must be under a quarter of ``lease_duration``.
+
+Possible values:
+
+* Seconds, at least 0.1 (default 10)
+
+Related options:
+
+* ``lease_duration``
 """),
     cfg.IntOpt(
         "max_clock_skew",
@@ -50,18 +62,17 @@ before a cross-pool migration of an LVHD volume (0 disables the check).
 
 The lease itself never compares clocks; this guard protects what does
 (tapdisk and VM timeouts, logs an operator correlates).
+
+Possible values:
+
+* ``0``: no check
+* A whole number of seconds (default 5)
+
+Related options:
+
+* ``lease_duration``
 """),
 ]
-
-
-def register_opts(conf: cfg.ConfigOpts = cfg.CONF) -> None:
-    """Register the lease options in ``[xenapi_resign]`` on ``conf``."""
-    conf.register_opts(lease_opts, group=GROUP_NAME)
-
-
-def list_opts() -> list[tuple[str, list[cfg.Opt]]]:
-    """oslo.config.opts entry point for sample config generation."""
-    return [(GROUP_NAME, lease_opts)]
 
 
 def timing(conf: cfg.ConfigOpts = cfg.CONF) -> protocol.Timing:

@@ -2,11 +2,12 @@
 
 from oslo_config import cfg
 
+from nova_xenapi_resign import conf as nova_conf
 from nova_xenapi_resign import exception
 from nova_xenapi_resign.lease import locator
 from nova_xenapi_resign.lease import options
 from nova_xenapi_resign.lease import protocol
-from nova_xenapi_resign.lvhd import lvm_text
+from nova_xenapi_resign.lvhd import vg_metadata
 from tests import base
 from tests.unit import test_lease_protocol as harness
 
@@ -100,7 +101,7 @@ def vg_text(lv=locator.LEASE_LV, sr=SR):
 class TestLocateInVg(base.TestCase):
 
     def test_offset_of_the_first_extent(self):
-        vg = lvm_text.parse_vg(vg_text())
+        vg = vg_metadata.parse_vg(vg_text())
         where = locator.locate_in_vg(vg, "/dev/sdx")
         self.assertEqual((EXPECTED_OFFSET, 4 * 1024 * 1024, SR),
                          (where.offset, where.lv_size, where.sr_uuid))
@@ -115,7 +116,7 @@ class TestLocateInVg(base.TestCase):
         self.assertEqual(1796162490, tree["creation_time"])
 
     def test_no_lease_lv_names_the_sr_and_the_lv(self):
-        vg = lvm_text.parse_vg(vg_text(lv="LV-other"))
+        vg = vg_metadata.parse_vg(vg_text(lv="LV-other"))
         exc = self.assertRaises(exception.LeaseNotFound,
                                 locator.locate_in_vg, vg, "/dev/sdx")
         self.assertIn(SR, str(exc))
@@ -126,21 +127,15 @@ class TestLocateInVg(base.TestCase):
         text = vg_text().replace("VG_XenStorage-" + SR, "data_vg")
         exc = self.assertRaises(exception.InvalidInput,
                                 locator.locate_in_vg,
-                                lvm_text.parse_vg(text), "/dev/sdx")
+                                vg_metadata.parse_vg(text), "/dev/sdx")
         self.assertIn("data_vg", str(exc))
 
 
 class TestOptions(base.TestCase):
 
-    def test_list_opts_names_the_group_and_options(self):
-        [(group, opts)] = options.list_opts()
-        self.assertEqual("xenapi_resign", group)
-        self.assertEqual(["lease_duration", "lease_io_timeout",
-                          "max_clock_skew"], [o.name for o in opts])
-
     def test_timing_from_config(self):
         conf = cfg.ConfigOpts()
-        options.register_opts(conf)
+        nova_conf.register_opts(conf)
         conf([])
         conf.set_override("lease_duration", 300.0, "xenapi_resign")
         timing = options.timing(conf)
