@@ -711,7 +711,17 @@ def verify_writes(dev, p: Plan) -> None:
 # --- locking and the public entry point ---
 
 def default_lock_path() -> str:
-    return os.path.join(tempfile.gettempdir(), "xenapi-resign-locks")
+    """Where device locks live: ``[oslo_concurrency] lock_path`` when set.
+
+    Nova and Cinder configure that option (or ``$OSLO_LOCK_PATH``) for their
+    own external locks; sharing it keeps every lock of a host in one place
+    an operator knows. A bare CLI run with neither falls back to a directory
+    under the system temporary directory.
+    """
+    from oslo_concurrency import lockutils  # registers [oslo_concurrency]
+    configured = lockutils.CONF.oslo_concurrency.lock_path
+    return configured or os.path.join(tempfile.gettempdir(),
+                                      "xenapi-resign-locks")
 
 
 def device_lock(path: str, lock_path: str | None = None):

@@ -4,6 +4,8 @@ import os
 import shutil
 import uuid
 
+import fixtures
+
 from nova_xenapi_resign import exception
 from nova_xenapi_resign.lvhd import create
 from nova_xenapi_resign.lvhd import device
@@ -480,3 +482,29 @@ class TestCrashSafety(ResignTestCase):
         resign.restore_device(self.image, result.backup_path,
                               lock_path=self.locks)
         self.assertEqual(crashed, read(self.image))
+
+
+class TestLockPath(base.TestCase):
+    """Device locks follow ``[oslo_concurrency] lock_path``."""
+
+    def test_configured_lock_path_is_used(self):
+        from oslo_concurrency import lockutils
+        path = self.useFixture(fixtures.TempDir()).path
+        lockutils.CONF.set_override("lock_path", path, "oslo_concurrency")
+        self.addCleanup(lockutils.CONF.clear_override, "lock_path",
+                        "oslo_concurrency")
+        self.assertEqual(path, resign.default_lock_path())
+        image = os.path.join(path, "img")
+        open(image, "wb").close()
+        with resign.device_lock(image):
+            names = os.listdir(path)
+        self.assertTrue(any(n.startswith("xenapi-resign-") for n in names),
+                        names)
+
+    def test_unset_lock_path_falls_back_to_the_temp_dir(self):
+        from oslo_concurrency import lockutils
+        lockutils.CONF.set_override("lock_path", None, "oslo_concurrency")
+        self.addCleanup(lockutils.CONF.clear_override, "lock_path",
+                        "oslo_concurrency")
+        self.assertTrue(resign.default_lock_path().endswith(
+            os.sep + "xenapi-resign-locks"))
