@@ -34,6 +34,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
 from benchmarks import lun  # noqa: E402
 from nova_xenapi_resign.lvhd import device  # noqa: E402
 from nova_xenapi_resign import resign  # noqa: E402
+from tests.crash import Crash, CrashingDevice  # noqa: E402
 
 TARGET = "5b1f0c2e-8d3a-4f6b-9e7c-2a4d6f8b0c1e"
 CLI = os.path.join(os.path.dirname(sys.executable), "xenapi-resign")
@@ -148,9 +149,9 @@ def crash_check(image, workdir):
                 resign.resign_device(
                     path, TARGET, backup_dir=bk,
                     lock_path=os.path.join(workdir, "locks"),
-                    opener=lambda p, writable=False: lun.CrashingDevice(
+                    opener=lambda p, writable=False: CrashingDevice(
                         p, writable, k, torn))
-            except lun.Crash:
+            except Crash:
                 pass
             resign.resign_device(path, TARGET, backup_dir=bk,
                                  lock_path=os.path.join(workdir, "locks"))

@@ -110,28 +110,6 @@ def print_table(title, header, rows):
         print(line % tuple(row))
 
 
-class Crash(Exception):
-    """A simulated power loss: nothing in the engine catches it."""
-
-
-class CrashingDevice(device.Device):
-    """Stops at the ``k``-th write; ``torn`` lands part of its last sector."""
-
-    def __init__(self, path, writable, k, torn):
-        super().__init__(path, writable=writable)
-        self.k, self.torn = k, torn
-
-    def write(self, offset, data):
-        if self.writes + 1 == self.k:
-            if self.torn:
-                super().write(offset, data[:len(data) - SECTOR])
-                with open(self.path, "r+b") as f:
-                    f.seek(offset + len(data) - SECTOR)
-                    f.write(data[len(data) - SECTOR:][:40])
-            raise Crash("crash at write %d" % self.k)
-        super().write(offset, data)
-
-
 class RecordingDevice(device.Device):
     """Records the offset of every write (in ``offsets``)."""
 

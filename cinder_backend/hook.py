@@ -46,8 +46,8 @@ from oslo_utils import importutils
 from nova_xenapi_resign import exception
 from nova_xenapi_resign.lvhd import device as device_mod
 from nova_xenapi_resign.lvhd import lvm
-from nova_xenapi_resign.lvhd import lvm_text
-from nova_xenapi_resign.lvhd import sr as sr_mod
+from nova_xenapi_resign.lvhd import naming
+from nova_xenapi_resign.lvhd import vg_metadata
 from nova_xenapi_resign import resign as resign_mod
 from nova_xenapi_resign import sr_naming
 
@@ -140,12 +140,12 @@ def detect_lvhd(path: str) -> str | None:
             return None
         try:
             text = lvm.read_pv(dev).committed_text
-            name = lvm_text.parse_vg(text, path).name if text else None
+            name = vg_metadata.parse_vg(text, path).name if text else None
         except exception.FormatError as exc:
             LOG.warning("%s: LVM2 label found but its metadata cannot be "
                         "read (%s); not treated as an LVHD SR", path, exc)
             return None
-    if name and name.startswith(sr_mod.VG_PREFIX):
+    if name and name.startswith(naming.VG_PREFIX):
         return name
     LOG.debug("%s: LVM2 VG %s is not an LVHD SR", path, name)
     return None

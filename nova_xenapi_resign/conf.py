@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from oslo_config import cfg
 
+from nova_xenapi_resign.lease import options as lease_options
+
 GROUP_NAME = "xenapi_resign"
 
 xenapi_resign_group = cfg.OptGroup(
@@ -113,6 +115,9 @@ Related options:
 * ``resignature_duplicate_srs``
 """),
 ]
+
+#: The on-LUN lease's options live beside its code; one group holds all.
+xenapi_resign_opts += lease_options.lease_opts
 
 
 def register_opts(conf: cfg.ConfigOpts = cfg.CONF) -> None:

@@ -136,6 +136,60 @@ class DeviceInUse(UnsafeOperation):
                "detach it from every host and deactivate its LVs first")
 
 
+# --- On-LUN lease (one writer per LVHD SR) ----------------------------------
+
+class LeaseError(ResignException):
+    """The on-LUN lease of an SR could not be used as asked."""
+
+    msg_fmt = "Lease of SR %(sr)s on %(device)s: %(reason)s"
+
+
+class LeaseRecordError(FormatError):
+    """A lease sector is torn, foreign or of an unknown version."""
+
+
+class LeaseNotFound(LeaseError):
+    """The LUN has no lease volume (an LVHD SR made elsewhere)."""
+
+    msg_fmt = ("Lease of SR %(sr)s on %(device)s: no %(lv)s volume in the "
+               "LVM metadata; %(reason)s")
+
+
+class LeaseHeld(LeaseError):
+    """Refused: another host owns (or is taking) the lease."""
+
+    msg_fmt = ("Lease of SR %(sr)s on %(device)s is held by %(owner)s "
+               "(generation %(generation)s): %(reason)s")
+    exit_code = EXIT_REFUSED
+
+
+class LeaseLost(LeaseError):
+    """The caller believed it owned the lease, but the disk says otherwise.
+
+    The caller must stop changing the SR at once.
+    """
+
+    msg_fmt = ("Lease of SR %(sr)s on %(device)s lost by %(me)s: the disk "
+               "names %(owner)s (generation %(generation)s); %(reason)s")
+
+
+class LeaseExpired(LeaseError):
+    """The owner did not renew within its duration; it must re-acquire."""
+
+    msg_fmt = ("Lease of SR %(sr)s on %(device)s expired for %(me)s: last "
+               "renewal %(age).1f s ago, duration %(duration).1f s")
+
+
+class ClockSkewTooLarge(ResignException):
+    """Refused: two pools' host clocks differ more than allowed."""
+
+    msg_fmt = ("Clock skew between host %(source)s (%(source_time)s) and "
+               "host %(dest)s (%(dest_time)s) is %(skew).1f s, more than "
+               "[xenapi_resign] max_clock_skew = %(max_skew)s s; fix the "
+               "hosts' NTP, or override explicitly")
+    exit_code = EXIT_REFUSED
+
+
 # --- XenAPI storage and live migration --------------------------------------
 
 class StorageError(ResignException):

@@ -9,7 +9,7 @@ service as ``nova-compute-xenapi-resign``
 (:mod:`nova_xenapi_resign.nova_compute`), so Nova's behaviour keyed to that
 name (``nova.virt.driver.is_xenapi()``) is unchanged.
 
-What it changes (DESIGN.md section 3), and nothing else:
+What it changes (doc/source/reference/live-migration.rst), and nothing else:
 
 ``check_can_live_migrate_source`` (source)
     After Nova's own checks, records ``volume id -> SR uuid`` of every volume

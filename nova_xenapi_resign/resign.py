@@ -11,10 +11,11 @@ Three properties matter more than speed:
   everything written (including the LVM text's description and times) is a
   function of the original bytes.  A second run with the same target finds
   the device already resigned and does nothing.
-* **Crash-safe.** Writes go in the order of DESIGN.md section 4 with an
-  fsync between phases: VHD parent links and MGT first (only LV contents),
-  then the new LVM text into free space of the circular buffer, the
-  precommit slot, the label (new PV id), and last the commit.  Before the
+* **Crash-safe.** Writes go in the order of
+  doc/source/reference/resignature.rst with an fsync between phases: VHD
+  parent links and MGT first (only LV contents), then the new LVM text
+  into free space of the circular buffer, the precommit slot, the label
+  (new PV id), and last the commit.  Before the
   first write every range to be touched is backed up (:mod:`backup`).  A run
   interrupted anywhere - even by a torn sector - is resumed by planning
   again from the original bytes, read through the backup, and repeating
@@ -45,9 +46,11 @@ from nova_xenapi_resign import backup as backup_mod
 from nova_xenapi_resign import exception
 from nova_xenapi_resign.lvhd import device as device_mod
 from nova_xenapi_resign.lvhd import lvm
-from nova_xenapi_resign.lvhd import lvm_text
+from nova_xenapi_resign.lvhd import lvm_id
+from nova_xenapi_resign.lvhd import naming
 from nova_xenapi_resign.lvhd import sr as sr_mod
 from nova_xenapi_resign.lvhd import srmetadata
+from nova_xenapi_resign.lvhd import vg_metadata
 from nova_xenapi_resign.lvhd import vhd
 from nova_xenapi_resign import sr_naming
 
@@ -92,7 +95,7 @@ PHASES = ((PHASE_CONTENT, PHASE_TEXT, PHASE_PRECOMMIT), (PHASE_LABEL,),
 # --- identities ---
 
 def target_vg_name(target_sr_uuid: str) -> str:
-    return sr_mod.VG_PREFIX + target_sr_uuid
+    return naming.sr_vg_name(target_sr_uuid)
 
 
 def new_vdi_uuid(target_sr_uuid: str, old_vdi_uuid: str) -> str:
@@ -103,9 +106,9 @@ def new_vdi_uuid(target_sr_uuid: str, old_vdi_uuid: str) -> str:
 
 def new_lvm_id(target_sr_uuid: str, role: str, old_id: str) -> str:
     """A new LVM id (dashed) for a PV, VG or LV: pure, in LVM's alphabet."""
-    return lvm_text.derive_lvm_id("resign", target_sr_uuid, role,
-                                  lvm_text.unformat_lvm_id(old_id)
-                                  if lvm_text.is_lvm_id(old_id) else old_id)
+    return lvm_id.derive_lvm_id("resign", target_sr_uuid, role,
+                                lvm_id.parse_lvm_id(old_id)
+                                if lvm_id.is_lvm_id(old_id) else old_id)
 
 
 def renames(target_sr_uuid: str) -> sr_mod.Renames:
@@ -118,7 +121,7 @@ def renames(target_sr_uuid: str) -> sr_mod.Renames:
 
 _SR_UUID = re.compile("^%s$" % sr_mod.UUID_RE)
 _PRECOMMITTED_VG = re.compile(r"\s*%s(%s)\s*\{"
-                              % (sr_mod.VG_PREFIX, sr_mod.UUID_RE))
+                              % (naming.VG_PREFIX, sr_mod.UUID_RE))
 
 
 def check_target(target_sr_uuid: object) -> None:
@@ -550,8 +553,8 @@ def _vhd_writes(insp: Inspection, target: str, vdi_map: dict
         found = vhd.parse_lv_start(region, "%s:%s" % (sr.device,
                                                       vdi.lv_name))
         old_name = found.header.parent_name
-        new_name = vhd.lvhd_parent_name(target, vdi_map[vdi.parent_uuid],
-                                        raw=vdi.parent_is_raw)
+        new_name = naming.lvhd_parent_name(target, vdi_map[vdi.parent_uuid],
+                                           raw=vdi.parent_is_raw)
         lv = sr.lv(vdi.lv_name)
         for offset, data in vhd.plan_parent_change(
                 found.footer, found.header, region, new_name,
@@ -579,13 +582,13 @@ def _mgt_writes(sr: sr_mod.LvhdSr, target: str, vdi_map: dict
 
 def _lvm_writes(sr: sr_mod.LvhdSr, target: str, new_pv_id: str,
                 new_vg_id: str, lv_map: dict) -> tuple[list[Write], bytes]:
-    new_vg = lvm_text.reidentify(
+    new_vg = vg_metadata.reidentify(
         sr.vg, name=target_vg_name(target), vg_id=new_vg_id,
         pv_ids={sr.vg.pvs[0].key: new_pv_id}, lvs=lv_map,
         seqno=sr.vg.seqno + 1,
         description="%s %s resignatured as %s" % (
             MARKER, sr.vg_name, target_vg_name(target)))
-    text = lvm_text.render_vg(new_vg, form="raw").encode("utf-8")
+    text = vg_metadata.render_vg(new_vg, form="raw").encode("utf-8")
     text_writes, precommits, commits = [], [], []
     for mda in sr.pv.mdas:
         tw = lvm.plan_text_write(mda.header, text, device=sr.device)
@@ -602,7 +605,7 @@ def _lvm_writes(sr: sr_mod.LvhdSr, target: str, new_pv_id: str,
             "mda header at %d (commit)" % mda.header.start))
     label = sr.pv.label
     label_write = Write(PHASE_LABEL, label.offset, lvm.render_label(
-        label.with_pv_id(lvm_text.unformat_lvm_id(new_pv_id))),
+        label.with_pv_id(lvm_id.parse_lvm_id(new_pv_id))),
         "label sector %d" % label.sector)
     return text_writes + precommits + [label_write] + commits, text
 
@@ -630,7 +633,7 @@ def plan(insp: Inspection, target_sr_uuid: str,
     changes = [Change("vg-name", "VG", sr.vg_name, target_vg_name(target)),
                Change("vg-id", "VG", sr.vg.id, new_vg_id),
                Change("pv-id", sr.vg.pvs[0].key,
-                      lvm.format_lvm_id(sr.pv_id), new_pv_id)]
+                      lvm_id.format_lvm_id(sr.pv_id), new_pv_id)]
     for old_name, (new_name, new_id) in lv_map.items():
         changes.append(Change("lv", old_name, "%s %s" % (
             old_name, sr.lv(old_name).id), "%s %s" % (new_name, new_id)))
@@ -756,7 +759,7 @@ def verify_writes(dev, p: Plan) -> None:
             raise _mismatch(dev, "bytes at %d (%s)" % (w.offset, w.what),
                             "different", "as written")
     pv = lvm.read_pv(dev)
-    if lvm.format_lvm_id(pv.label.pv_id) != p.new_pv_id:
+    if lvm_id.format_lvm_id(pv.label.pv_id) != p.new_pv_id:
         raise _mismatch(dev, "PV id", pv.label.pv_id, p.new_pv_id)
     for mda in pv.mdas:
         if mda.committed_text != p.new_text or mda.precommitted_text:

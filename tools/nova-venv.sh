@@ -7,7 +7,7 @@
 #   tools/nova-venv.sh --build    # build only
 #   NOVA_VENV=/path tools/nova-venv.sh -- <stestr args>
 #
-# The pins are the verified recipe for Python 3.11 (see the research notes):
+# The pins are the verified recipe for Python 3.11 (doc/source/contributor/index.rst):
 # Nova 21 imports pkg_resources (setuptools < 81) and oslo_db.concurrency
 # (oslo.db 8.2.1, which needs SQLAlchemy 1.3 and the matching alembic).
 # Nova's own unit tests (shipped in the nova wheel) need its test

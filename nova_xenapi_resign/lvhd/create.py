@@ -5,38 +5,47 @@ This is what XenServer's ``SR.create`` for ``lvmoiscsi`` leaves on a LUN
 number of VDIs: ``VHD-<uuid>`` LVs holding empty dynamic or differencing
 VHDs (children name their parent the way blktap does), and ``LV-<uuid>`` raw
 LVs.  The embedded XAPI uses it for ``SR.create`` and the demo uses it to
-make LUN images on machines without LVM.
+make LUN images on machines without LVM; :func:`format_sr` takes any VDI
+list, so a LUN holding a single VHD VDI (the VDI-per-LUN layout) is one
+call with one :class:`VdiSpec`.
 
-The layout follows lvm2 2.03 (``research/formats.md`` section 1): the label
-in sector 1 with one data area (pe_start, size 0) and one metadata area at
-4096; the metadata area ends on a 1 MiB boundary, which is pe_start; the
-committed text (seqno 1) is the first copy in the circular buffer, in the
-on-disk "raw" form lvm2 writes.  LVs are allocated one after another from
-extent 0, ``MGT`` first, in the order of the VDI list.
+The layout follows lvm2 2.03: the label in sector 1 with one data area
+(pe_start, size 0) and one metadata area at 4096; the metadata area ends on
+a 1 MiB boundary, which is pe_start; the committed text (seqno 1) is the
+first copy in the circular buffer, in the on-disk "raw" form lvm2 writes,
+rendered by :mod:`~nova_xenapi_resign.lvhd.libdm_config`.  LVs are
+allocated one after another from extent 0, ``MGT`` first, in the order of
+the VDI list.
 
 Everything is deterministic: LVM ids come from
-:func:`~nova_xenapi_resign.lvhd.lvm_text.derive_lvm_id`, VHD unique ids from
+:func:`~nova_xenapi_resign.lvhd.lvm_id.derive_lvm_id`, VHD unique ids from
 :func:`footer_uuid`, times are parameters; the same call on two blank
 devices of the same size gives byte-identical images.
 
-Planning (:func:`plan_format`) is pure and checks everything first;
-:func:`format_sr` only performs the planned, sector aligned writes, so a
-refusal writes nothing.
+Planning (:func:`plan_format`) is pure and checks everything first: it
+returns every byte to write, already grouped in the order that is safe
+(see :class:`FormatPlan`).  :func:`apply_plan` is the one writer: it
+performs the groups in that order with an fsync after each, so a refusal
+writes nothing and an interruption never leaves a label in front of
+metadata that is not on the disk yet.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
-import time
+import struct
 import uuid as uuid_mod
 from typing import Iterable, Sequence
 
 from nova_xenapi_resign import exception
+from nova_xenapi_resign.lvhd import libdm_config
 from nova_xenapi_resign.lvhd import lvm
-from nova_xenapi_resign.lvhd import lvm_text
+from nova_xenapi_resign.lvhd import lvm_id
+from nova_xenapi_resign.lvhd import naming
 from nova_xenapi_resign.lvhd import sr as sr_mod
 from nova_xenapi_resign.lvhd import srmetadata
+from nova_xenapi_resign.lvhd import vg_metadata
 from nova_xenapi_resign.lvhd import vhd
 
 SECTOR = 512
@@ -53,6 +62,7 @@ DEFAULT_CREATION_HOST = "xenapi-resign"
 #: (and drops creation_time/creation_host when it rewrites the text).
 DEFAULT_CREATION_TIME = 1577836800
 DEFAULT_DEVICE_HINT = "/dev/sdb"
+DESCRIPTION = "Created by nova-xenapi-resign format_sr"
 
 VDI_TYPE_VHD = "vhd"
 VDI_TYPE_RAW = "raw"
@@ -93,8 +103,8 @@ class VdiSpec:
 
     @property
     def lv_name(self) -> str:
-        prefix = (vhd.LV_PREFIX_VHD if self.vdi_type == VDI_TYPE_VHD
-                  else vhd.LV_PREFIX_RAW)
+        prefix = (naming.LV_PREFIX_VHD if self.vdi_type == VDI_TYPE_VHD
+                  else naming.LV_PREFIX_RAW)
         return prefix + self.uuid
 
 
@@ -112,43 +122,73 @@ class LvPlan:
 
 
 @dataclasses.dataclass(frozen=True)
+class Geometry:
+    """Where things are on the device, in bytes (``pe_count`` in extents)."""
+
+    device_size: int
+    mda_start: int
+    mda_size: int
+    pe_start: int
+    extent_size: int
+    pe_count: int
+
+
+@dataclasses.dataclass(frozen=True)
+class WriteStep:
+    """Writes that may land in any order, made durable by one fsync."""
+
+    what: str
+    writes: tuple[tuple[int, bytes], ...] = dataclasses.field(repr=False)
+
+
+@dataclasses.dataclass(frozen=True)
 class FormatPlan:
     """Everything :func:`format_sr` writes, computed without I/O.
 
-    ``writes`` are absolute, sector aligned ``(offset, bytes)`` pairs in
-    the order they are performed: LV contents, the metadata text, the
-    mda_header, then the label sectors ``[0, 4096)`` last.
+    ``steps`` are performed in order, each followed by an fsync; every
+    write is absolute and sector aligned.  The order makes an interrupted
+    format harmless:
+
+    1. ``contents``: the LV contents (MGT, VHD images) and the metadata text
+       in the circular buffer.  Nothing on the device points at them yet.
+    2. ``mda header``: the mda_header that commits the text.  Without a
+       label no LVM tool (and no :func:`~nova_xenapi_resign.lvhd.sr.inspect`)
+       reads it.
+    3. ``label``: the label sectors ``[0, 4096)``, last.  This is the
+       commit point: from here on the device is a PV whose VG, MGT and VHDs
+       are all on the disk.
+
+    Interrupted before step 3, a blank device is still not a PV; a device
+    that held a PV keeps its old label, so LVM sees the old PV (or, when its
+    metadata area was the one at 4096, a PV id that disagrees with the new
+    text, which ``inspect`` reports as a problem) -- never the new SR half
+    made.  Re-running the same format writes the same bytes and completes it.
     """
 
     sr_uuid: str
     vg_name: str
     vg_id: str
     pv_id: str                      # dashed
-    device_size: int
-    mda_start: int
-    mda_size: int
-    pe_start: int                   # bytes
-    extent_size: int                # bytes
-    pe_count: int
+    geometry: Geometry
     lvs: tuple[LvPlan, ...]
     text: bytes = dataclasses.field(repr=False)
     label: lvm.Label = dataclasses.field(repr=False)
-    mda_header: lvm.MdaHeader = dataclasses.field(repr=False)
-    writes: tuple[tuple[int, bytes], ...] = dataclasses.field(repr=False)
+    steps: tuple[WriteStep, ...] = dataclasses.field(repr=False)
 
     @property
-    def bytes_to_write(self) -> int:
-        return sum(len(data) for _, data in self.writes)
+    def device_size(self) -> int:
+        return self.geometry.device_size
+
+    @property
+    def writes(self) -> tuple[tuple[int, bytes], ...]:
+        """Every write, in the order :func:`apply_plan` performs them."""
+        return tuple(w for step in self.steps for w in step.writes)
 
     def lv(self, name: str) -> LvPlan:
         for lv in self.lvs:
             if lv.name == name:
                 return lv
         raise KeyError(name)
-
-    def lv_offset(self, name: str) -> int:
-        """Absolute byte offset of the first byte of LV ``name``."""
-        return self.pe_start + self.lv(name).start_extent * self.extent_size
 
 
 def _invalid(reason: str, *args: object) -> exception.InvalidInput:
@@ -165,21 +205,17 @@ def _is_int(value: object) -> bool:
 
 # --- ids -------------------------------------------------------------------
 
-def vg_name_for(sr_uuid: str) -> str:
-    return vhd.VG_PREFIX + sr_uuid
-
-
 def pv_id_for(sr_uuid: str) -> str:
-    return lvm_text.derive_lvm_id("create", sr_uuid, "pv", "pv0")
+    return lvm_id.derive_lvm_id("create", sr_uuid, "pv", "pv0")
 
 
 def vg_id_for(sr_uuid: str) -> str:
-    return lvm_text.derive_lvm_id("create", sr_uuid, "vg", vg_name_for(
+    return lvm_id.derive_lvm_id("create", sr_uuid, "vg", naming.sr_vg_name(
         sr_uuid))
 
 
 def lv_id_for(sr_uuid: str, lv_name: str) -> str:
-    return lvm_text.derive_lvm_id("create", sr_uuid, "lv", lv_name)
+    return lvm_id.derive_lvm_id("create", sr_uuid, "lv", lv_name)
 
 
 def footer_uuid(sr_uuid: str, vdi_uuid: str) -> uuid_mod.UUID:
@@ -192,74 +228,91 @@ def footer_uuid(sr_uuid: str, vdi_uuid: str) -> uuid_mod.UUID:
 def check_sr_uuid(sr_uuid: str) -> None:
     if not isinstance(sr_uuid, str) or not sr_uuid:
         raise _invalid("SR uuid must be a non-empty string, not %r", sr_uuid)
-    if not lvm_text.is_valid_lvm_name(vg_name_for(sr_uuid)):
+    if not lvm_id.is_valid_lvm_name(naming.sr_vg_name(sr_uuid)):
         raise _invalid("SR uuid %r does not make a valid VG name", sr_uuid)
 
 
-def check_vdis(vdis: Iterable[VdiSpec], existing: dict | None = None
-               ) -> tuple[VdiSpec, ...]:
+def _check_spec(i: int, spec: VdiSpec) -> None:
+    if not isinstance(spec, VdiSpec):
+        raise _invalid("VDI #%d is not a VdiSpec: %r", i, spec)
+    if not isinstance(spec.uuid, str) or not _UUID_RE.match(spec.uuid):
+        raise _invalid("VDI #%d: uuid %r is not a lower-case UUID", i,
+                       spec.uuid)
+    if spec.vdi_type not in (VDI_TYPE_VHD, VDI_TYPE_RAW):
+        raise _invalid("VDI %s: vdi_type must be 'vhd' or 'raw', not %r",
+                       spec.uuid, spec.vdi_type)
+    size = spec.virtual_size
+    if not _is_int(size) or size <= 0 or (
+            spec.vdi_type == VDI_TYPE_VHD and size % SECTOR):
+        raise _invalid("VDI %s: virtual_size must be a positive %s, not "
+                       "%r", spec.uuid,
+                       "multiple of 512" if spec.vdi_type == VDI_TYPE_VHD
+                       else "integer", size)
+    if spec.parent is not None and spec.vdi_type != VDI_TYPE_VHD:
+        raise _invalid("VDI %s: only vhd VDIs have a parent", spec.uuid)
+
+
+def _check_parent(spec: VdiSpec, by_uuid: dict, position: dict) -> None:
+    parent = by_uuid.get(spec.parent)
+    if parent is None:
+        raise _invalid("VDI %s: parent %r is not in the VDI list",
+                       spec.uuid, spec.parent)
+    if parent.vdi_type != VDI_TYPE_VHD:
+        raise _invalid("VDI %s: parent %s is not a vhd VDI", spec.uuid,
+                       parent.uuid)
+    if position[parent.uuid] < position[spec.uuid]:
+        return
+    seen = set()
+    cur = spec
+    while cur is not None and cur.uuid not in seen:
+        seen.add(cur.uuid)
+        cur = by_uuid.get(cur.parent) if cur.parent else None
+    if cur is not None:
+        raise _invalid("VDI %s: parents form a cycle through %s",
+                       spec.uuid, cur.uuid)
+    raise _invalid("VDI %s: parent %s must be listed before its child",
+                   spec.uuid, parent.uuid)
+
+
+def check_vdis(vdis: Iterable[VdiSpec]) -> tuple[VdiSpec, ...]:
     """Validate a VDI list; returns it as a tuple.
 
     Refuses (``InvalidInput``) repeated or malformed uuids, unknown types,
     bad sizes, a parent that is not a vhd VDI of the list, a parent listed
-    after its child, and parent cycles.  ``existing`` maps the uuids of
-    VDIs already in the SR to their vdi_type: they may be parents, and new
-    VDIs may not reuse their uuids.
+    after its child, and parent cycles.
     """
     vdis = tuple(vdis)
-    existing = dict(existing or {})
     position = {}
     for i, spec in enumerate(vdis):
-        if not isinstance(spec, VdiSpec):
-            raise _invalid("VDI #%d is not a VdiSpec: %r", i, spec)
-        if not isinstance(spec.uuid, str) or not _UUID_RE.match(spec.uuid):
-            raise _invalid("VDI #%d: uuid %r is not a lower-case UUID", i,
-                           spec.uuid)
+        _check_spec(i, spec)
         if spec.uuid in position:
             raise _invalid("VDI uuid %s is listed twice", spec.uuid)
-        if spec.uuid in existing:
-            raise _invalid("VDI uuid %s is already in the SR", spec.uuid)
         position[spec.uuid] = i
-        if spec.vdi_type not in (VDI_TYPE_VHD, VDI_TYPE_RAW):
-            raise _invalid("VDI %s: vdi_type must be 'vhd' or 'raw', not %r",
-                           spec.uuid, spec.vdi_type)
-        size = spec.virtual_size
-        if not _is_int(size) or size <= 0 or (
-                spec.vdi_type == VDI_TYPE_VHD and size % SECTOR):
-            raise _invalid("VDI %s: virtual_size must be a positive %s, not "
-                           "%r", spec.uuid,
-                           "multiple of 512" if spec.vdi_type == VDI_TYPE_VHD
-                           else "integer", size)
-        if spec.parent is not None and spec.vdi_type != VDI_TYPE_VHD:
-            raise _invalid("VDI %s: only vhd VDIs have a parent", spec.uuid)
     by_uuid = {spec.uuid: spec for spec in vdis}
-    for i, spec in enumerate(vdis):
-        if spec.parent is None:
-            continue
-        parent = by_uuid.get(spec.parent)
-        if parent is None and spec.parent in existing:
-            if existing[spec.parent] != VDI_TYPE_VHD:
-                raise _invalid("VDI %s: parent %s is not a vhd VDI",
-                               spec.uuid, spec.parent)
-            continue
-        if parent is None:
-            raise _invalid("VDI %s: parent %r is not in the VDI list",
-                           spec.uuid, spec.parent)
-        if parent.vdi_type != VDI_TYPE_VHD:
-            raise _invalid("VDI %s: parent %s is not a vhd VDI", spec.uuid,
-                           parent.uuid)
-        if position[parent.uuid] >= i:
-            seen = set()
-            cur = spec
-            while cur is not None and cur.uuid not in seen:
-                seen.add(cur.uuid)
-                cur = by_uuid.get(cur.parent) if cur.parent else None
-            if cur is not None:
-                raise _invalid("VDI %s: parents form a cycle through %s",
-                               spec.uuid, cur.uuid)
-            raise _invalid("VDI %s: parent %s must be listed before its "
-                           "child", spec.uuid, parent.uuid)
+    for spec in vdis:
+        if spec.parent is not None:
+            _check_parent(spec, by_uuid, position)
     return vdis
+
+
+def _check_options(metadata_size: int, extent_size: int, device_size: int,
+                   allocation: str, creation_time: int) -> None:
+    if not _is_int(metadata_size) or metadata_size < 4 * SECTOR or (
+            metadata_size % SECTOR):
+        raise _invalid("metadata_size must be a multiple of 512 of at least "
+                       "2048 bytes, not %r", metadata_size)
+    if not _is_int(extent_size) or extent_size < KIB or (
+            extent_size & (extent_size - 1)):
+        raise _invalid("extent_size must be a power of two >= 1024 bytes, "
+                       "not %r", extent_size)
+    if not _is_int(device_size) or device_size < 0:
+        raise _invalid("device size must be a non-negative integer, not %r",
+                       device_size)
+    if allocation not in _ALLOCATIONS:
+        raise _invalid("allocation must be 'thick' or 'thin', not %r",
+                       allocation)
+    if not _is_int(creation_time) or creation_time < 0:
+        raise _invalid("creation_time must be a non-negative integer")
 
 
 # --- contents --------------------------------------------------------------
@@ -282,180 +335,234 @@ def mgt_contents(sr_uuid: str, vdis: Sequence[VdiSpec], *,
                              device="<MGT of %s>" % sr_uuid)
 
 
-def vhd_contents(sr_uuid: str, spec: VdiSpec,
-                 parent_uid: uuid_mod.UUID | None = None) -> bytes:
+def vhd_contents(sr_uuid: str, spec: VdiSpec) -> bytes:
     """The VHD image of a vhd VDI: footer copy, header, BAT, ..., footer.
 
     A child names its parent ``lvhd_parent_name(sr_uuid, parent)`` in
     ``prt_name`` and in MacX/W2ku/W2ru locators, with the parent's
-    :func:`footer_uuid` as ``prt_uuid`` (or ``parent_uid`` when given:
-    the footer unique id of a parent already on the SR).
+    :func:`footer_uuid` as ``prt_uuid``.
     """
     parent = None
     if spec.parent is not None:
-        parent = (vhd.lvhd_parent_name(sr_uuid, spec.parent),
-                  parent_uid or footer_uuid(sr_uuid, spec.parent))
-    return vhd.build_dynamic_vhd(spec.virtual_size,
-                                 uuid=footer_uuid(sr_uuid, spec.uuid),
-                                 parent=parent, hidden=spec.hidden)
+        parent = (naming.lvhd_parent_name(sr_uuid, spec.parent),
+                  footer_uuid(sr_uuid, spec.parent))
+    return build_dynamic_vhd(spec.virtual_size,
+                             uuid=footer_uuid(sr_uuid, spec.uuid),
+                             parent=parent, hidden=spec.hidden)
+
+
+# --- VHD images --------------------------------------------------------------
+
+def _locator_code(value: int | str) -> int:
+    if isinstance(value, int):
+        return value
+    for code, text in vhd.PLATFORM_NAMES.items():
+        if text == value:
+            return code
+    raise exception.InvalidInput(reason="unknown locator code %r" % (value,))
+
+
+def _empty_bat_and_batmap(entries: int) -> bytes:
+    """An all-unused BAT, then the batmap header and an all-zero batmap."""
+    bat = struct.pack(">%dI" % entries, *([vhd.BAT_UNUSED] * entries))
+    bat += bytes(vhd.padded_size(len(bat)) - len(bat))
+    batmap_offset = (vhd.FOOTER_SIZE + vhd.HEADER_SIZE + len(bat)
+                     + vhd.BATMAP_HEADER_SIZE)
+    batmap_secs = max(1, -(-((entries + 7) >> 3) // vhd.SECTOR_SIZE))
+    batmap = bytes(batmap_secs * vhd.SECTOR_SIZE)
+    return (bat + vhd.render_batmap_header(batmap_offset, batmap_secs, batmap)
+            + batmap)
+
+
+def _parent_locators(name: str, codes, start: int
+                     ) -> tuple[tuple[vhd.ParentLocator, ...], bytes, bytes]:
+    """``(locators, payloads, parent_name_raw)`` of a child naming ``name``.
+
+    The payloads are laid out one after another from byte ``start``, each
+    padded to whole sectors, as blktap does.
+    """
+    path = vhd.locator_path(name)
+    locators = [vhd.ParentLocator()] * vhd.NUM_LOCATORS
+    payloads = b""
+    for i, code in enumerate(codes):
+        code = _locator_code(code)
+        payload = vhd.encode_locator(code, path)
+        space = vhd.padded_size(len(payload))
+        locators[i] = vhd.ParentLocator(code=code, data_space=space,
+                                        data_length=len(payload),
+                                        data_offset=start + len(payloads))
+        payloads += payload + bytes(space - len(payload))
+    return (tuple(locators), payloads,
+            vhd.encode_parent_name(vhd.parent_basename(path)))
+
+
+def _check_vhd_sizes(size: int, block_size: int) -> None:
+    if size <= 0 or size % vhd.SECTOR_SIZE:
+        raise exception.InvalidInput(reason="VHD size must be a positive "
+                                     "multiple of 512, got %r" % (size,))
+    if block_size < vhd.SECTOR_SIZE or block_size & (block_size - 1):
+        raise exception.InvalidInput(reason="block size must be a power of "
+                                     "two >= 512, got %r" % (block_size,))
+
+
+def build_dynamic_vhd(size: int, *, uuid: vhd.UuidLike | None = None,
+                      parent=None, block_size: int = vhd.DEFAULT_BLOCK_SIZE,
+                      hidden: bool = False, timestamp: int = 0,
+                      parent_timestamp: int = 0,
+                      lv_size: int | None = None) -> bytes:
+    """A small valid empty dynamic or differencing VHD, laid out as blktap.
+
+    footer copy @0, header @512, BAT @1536, batmap header and map, then (for
+    a child) the MacX/W2ku/W2ru locators one after another, then the footer.
+
+    ``parent`` is ``None`` for a dynamic disk, else ``(name, parent_uuid)``
+    or ``(name, parent_uuid, locator_codes)``: ``name`` as for
+    :func:`~nova_xenapi_resign.lvhd.vhd.plan_parent_change` (e.g.
+    :func:`~nova_xenapi_resign.lvhd.naming.lvhd_parent_name`),
+    ``parent_uuid`` the parent's footer unique id (``None`` or nil for a raw
+    parent) and ``locator_codes`` codes or names (default MacX, W2ku, W2ru).
+    With ``lv_size`` the image is zero-padded to that size and the footer
+    written at its end, as blktap does on a block device.
+    """
+    _check_vhd_sizes(size, block_size)
+    unique_id = (uuid_mod.uuid4().bytes if uuid is None
+                 else vhd.uuid_bytes(uuid, "uuid"))
+    entries = -(-size // block_size)
+    tables = _empty_bat_and_batmap(entries)
+    locators = (vhd.ParentLocator(),) * vhd.NUM_LOCATORS
+    payloads, name_raw, parent_uid = b"", bytes(512), bytes(16)
+    disk_type = vhd.DISK_DYNAMIC
+    if parent is not None:
+        disk_type = vhd.DISK_DIFFERENCING
+        codes = parent[2] if len(parent) > 2 else vhd.BLKTAP_LOCATOR_CODES
+        if parent[1] is not None:
+            parent_uid = vhd.uuid_bytes(parent[1], "parent uuid")
+        locators, payloads, name_raw = _parent_locators(
+            parent[0], codes, vhd.FOOTER_SIZE + vhd.HEADER_SIZE + len(tables))
+    header = vhd.DynamicHeader(
+        table_offset=vhd.FOOTER_SIZE + vhd.HEADER_SIZE,
+        max_table_entries=entries, block_size=block_size,
+        parent_unique_id=parent_uid, parent_timestamp=parent_timestamp,
+        parent_name_raw=name_raw, locators=locators)
+    foot = vhd.render_footer(vhd.Footer(
+        data_offset=vhd.FOOTER_SIZE, current_size=size, original_size=size,
+        geometry=vhd.chs_geometry(size), disk_type=disk_type,
+        unique_id=unique_id, timestamp=timestamp, hidden=1 if hidden else 0))
+    body = foot + vhd.render_header(header) + tables + payloads
+    if lv_size is None:
+        return body + foot
+    if lv_size < len(body) + vhd.FOOTER_SIZE or lv_size % vhd.SECTOR_SIZE:
+        raise exception.InvalidInput(reason="lv_size %r cannot hold %d bytes "
+                                     "of VHD" % (lv_size,
+                                                 len(body) + vhd.FOOTER_SIZE))
+    return body + bytes(lv_size - len(body) - vhd.FOOTER_SIZE) + foot
 
 
 # --- the metadata text -----------------------------------------------------
 
-def _quote(text: str) -> str:
-    return '"%s"' % text.replace("\\", "\\\\").replace('"', '\\"')
+_PLAIN = libdm_config.EntryLayout()
+_AFTER_BLANK = libdm_config.EntryLayout(before=("",))
+_STRIPES = libdm_config.EntryLayout(before=("",), list_lines=(2,))
 
 
-def _strings(values: Iterable[str]) -> str:
-    return "[%s]" % ", ".join(_quote(v) for v in values)
+def _section(*entries: tuple, tail: tuple[str, ...] = ()
+             ) -> libdm_config.Section:
+    """A section from ``(key, node)`` or ``(key, node, layout)`` entries."""
+    return libdm_config.Section(
+        tuple(entry[:2] for entry in entries),
+        libdm_config.SectionLayout(entries=tuple(
+            entry[2] if len(entry) > 2 else _PLAIN for entry in entries),
+            tail=tail))
 
 
-def _ctime(seconds: int) -> str:
-    return time.asctime(time.gmtime(seconds))
-
-
-def render_lv_text(lv: LvPlan, *, creation_host: str,
-                   creation_time: int) -> str:
-    """One LV section, as lvm2 2.03 writes it in the raw form.
+def lv_section(lv: LvPlan, *, creation_host: str,
+               creation_time: int) -> libdm_config.Section:
+    """One LV section, laid out as lvm2 2.03 writes it.
 
     Like lvm2, ``creation_time``/``creation_host`` are left out when the
     time is 0 (unset).
     """
-    status = ["READ", "VISIBLE"] if lv.read_only else [
-        "READ", "WRITE", "VISIBLE"]
-    lines = ["%s {" % lv.name,
-             "id = %s" % _quote(lv.id),
-             "status = %s" % _strings(status),
-             "flags = []"]
+    status = ("READ", "VISIBLE") if lv.read_only else (
+        "READ", "WRITE", "VISIBLE")
+    entries: list[tuple] = [("id", lv.id), ("status", status), ("flags", ())]
     if lv.tags:
-        lines.append("tags = %s" % _strings(lv.tags))
+        entries.append(("tags", lv.tags))
     if creation_time:
-        lines += ["creation_time = %d" % creation_time,
-                  "creation_host = %s" % _quote(creation_host)]
-    lines += ["segment_count = 1",
-              "",
-              "segment1 {",
-              "start_extent = 0",
-              "extent_count = %d" % lv.extent_count,
-              "",
-              'type = "striped"',
-              "stripe_count = 1",
-              "",
-              "stripes = [",
-              '"pv0", %d' % lv.start_extent,
-              "]",
-              "}",
-              "}"]
-    return "\n".join(lines) + "\n"
+        entries += [("creation_time", creation_time),
+                    ("creation_host", creation_host)]
+    segment = _section(("start_extent", 0), ("extent_count", lv.extent_count),
+                       ("type", "striped", _AFTER_BLANK), ("stripe_count", 1),
+                       ("stripes", ("pv0", lv.start_extent), _STRIPES))
+    entries += [("segment_count", 1), ("segment1", segment, _AFTER_BLANK)]
+    return _section(*entries)
 
 
-def render_vg_text(*, vg_name: str, vg_id: str, seqno: int,
-                   extent_size: int, pv_id: str, device_hint: str,
-                   dev_size: int, pe_start: int, pe_count: int,
-                   lvs: Sequence[LvPlan], creation_host: str,
-                   creation_time: int, description: str) -> str:
-    """The whole VG metadata text in lvm2's on-disk (raw) form.
+def _vg_section(sr_uuid: str, geo: Geometry, lvs: Sequence[LvPlan], *,
+                device_hint: str, creation_host: str,
+                creation_time: int) -> libdm_config.Section:
+    pv0 = _section(
+        ("id", pv_id_for(sr_uuid)), ("device", device_hint),
+        ("status", ("ALLOCATABLE",), _AFTER_BLANK), ("flags", ()),
+        ("dev_size", geo.device_size // SECTOR),
+        ("pe_start", geo.pe_start // SECTOR), ("pe_count", geo.pe_count))
+    entries = [
+        ("id", vg_id_for(sr_uuid)), ("seqno", 1), ("format", "lvm2"),
+        ("status", ("RESIZEABLE", "READ", "WRITE")), ("flags", ()),
+        ("extent_size", geo.extent_size // SECTOR), ("max_lv", 0),
+        ("max_pv", 0), ("metadata_copies", 0),
+        ("physical_volumes", _section(("pv0", pv0, _AFTER_BLANK)),
+         _AFTER_BLANK)]
+    if not lvs:
+        return _section(*entries, tail=("", ""))
+    entries.append(("logical_volumes", _section(*(
+        (lv.name, lv_section(lv, creation_host=creation_host,
+                             creation_time=creation_time), _AFTER_BLANK)
+        for lv in lvs)), _AFTER_BLANK))
+    return _section(*entries, tail=("",))
 
-    Sizes in bytes (``extent_size``, ``dev_size``, ``pe_start``); the text
-    holds them in sectors.  No NUL terminator.
+
+def metadata_text(sr_uuid: str, geo: Geometry, lvs: Sequence[LvPlan], *,
+                  device_hint: str, creation_host: str,
+                  creation_time: int) -> bytes:
+    """The whole VG metadata text (seqno 1) in lvm2's on-disk (raw) form.
+
+    Validated as :func:`~nova_xenapi_resign.lvhd.vg_metadata.parse_vg`
+    validates text read from a disk; no NUL terminator.
     """
-    out = ["%s {" % vg_name,
-           "id = %s" % _quote(vg_id),
-           "seqno = %d" % seqno,
-           'format = "lvm2"',
-           'status = ["RESIZEABLE", "READ", "WRITE"]',
-           "flags = []",
-           "extent_size = %d" % (extent_size // SECTOR),
-           "max_lv = 0",
-           "max_pv = 0",
-           "metadata_copies = 0",
-           "",
-           "physical_volumes {",
-           "",
-           "pv0 {",
-           "id = %s" % _quote(pv_id),
-           "device = %s" % _quote(device_hint),
-           "",
-           'status = ["ALLOCATABLE"]',
-           "flags = []",
-           "dev_size = %d" % (dev_size // SECTOR),
-           "pe_start = %d" % (pe_start // SECTOR),
-           "pe_count = %d" % pe_count,
-           "}",
-           "}",
-           ""]
-    text = "\n".join(out) + "\n"
-    if lvs:
-        text += "logical_volumes {\n"
-        for lv in lvs:
-            text += "\n" + render_lv_text(lv, creation_host=creation_host,
-                                          creation_time=creation_time)
-        text += "}\n"
-    text += "\n}\n"
-    text += ("# Generated by nova-xenapi-resign (LVM2 text format): %s\n\n"
-             % _ctime(creation_time))
-    text += ('contents = "Text Format Volume Group"\n'
-             "version = 1\n"
-             "\n"
-             "description = %s\n"
-             "\n"
-             "creation_host = %s\n"
-             "creation_time = %d\t# %s\n"
-             "\n" % (_quote(description), _quote(creation_host),
-                     creation_time, _ctime(creation_time)))
-    return text
+    vg = _vg_section(sr_uuid, geo, lvs, device_hint=device_hint,
+                     creation_host=creation_host, creation_time=creation_time)
+    generated = "# Generated by nova-xenapi-resign (LVM2 text format): %s" % (
+        vg_metadata.ctime(creation_time))
+    tree = _section(
+        (naming.sr_vg_name(sr_uuid), vg),
+        ("contents", vg_metadata.CONTENTS,
+         libdm_config.EntryLayout(before=(generated, ""))),
+        ("version", 1), ("description", DESCRIPTION, _AFTER_BLANK),
+        ("creation_host", creation_host, _AFTER_BLANK),
+        ("creation_time", creation_time, libdm_config.EntryLayout(
+            comment=vg_metadata.ctime_comment(creation_time))),
+        tail=("",))
+    model = vg_metadata.VolumeGroup.from_tree(tree, "<format_sr %s>"
+                                              % sr_uuid)
+    return vg_metadata.render_vg(model, form="raw").encode("utf-8")
 
 
 # --- planning --------------------------------------------------------------
 
-def _check_sizes(metadata_size, extent_size, device_size):
-    if not _is_int(metadata_size) or metadata_size < 4 * SECTOR or (
-            metadata_size % SECTOR):
-        raise _invalid("metadata_size must be a multiple of 512 of at least "
-                       "2048 bytes, not %r", metadata_size)
-    if not _is_int(extent_size) or extent_size < KIB or (
-            extent_size & (extent_size - 1)):
-        raise _invalid("extent_size must be a power of two >= 1024 bytes, "
-                       "not %r", extent_size)
-    if not _is_int(device_size) or device_size < 0:
-        raise _invalid("device size must be a non-negative integer, not %r",
-                       device_size)
-
-
-def plan_format(sr_uuid: str, vdis: Iterable[VdiSpec] = (), *,
-                device_size: int, name_label: str = "",
-                name_description: str = "",
-                metadata_size: int = DEFAULT_METADATA_SIZE,
-                extent_size: int = DEFAULT_EXTENT_SIZE,
-                allocation: str = "thick",
-                creation_host: str = DEFAULT_CREATION_HOST,
-                creation_time: int = DEFAULT_CREATION_TIME,
-                device_hint: str = DEFAULT_DEVICE_HINT) -> FormatPlan:
-    """Compute every byte :func:`format_sr` writes.
-
-    Pure.  Raises ``InvalidInput`` (or a format error) when anything is
-    wrong: repeated uuids, bad parents, a device too small, a text that
-    does not fit the metadata area.
-    """
-    check_sr_uuid(sr_uuid)
-    vdis = check_vdis(vdis)
-    _check_sizes(metadata_size, extent_size, device_size)
-    if allocation not in _ALLOCATIONS:
-        raise _invalid("allocation must be 'thick' or 'thin', not %r",
-                       allocation)
-    if not _is_int(creation_time) or creation_time < 0:
-        raise _invalid("creation_time must be a non-negative integer")
-    vg_name = vg_name_for(sr_uuid)
+def _geometry(device_size: int, metadata_size: int,
+              extent_size: int) -> Geometry:
     device_size -= device_size % SECTOR
-    mda_end = _round_up(MDA_START + metadata_size, DATA_ALIGNMENT)
-    mda_size = mda_end - MDA_START
-    pe_start = mda_end
-    pe_count = max(0, (device_size - pe_start) // extent_size)
+    pe_start = _round_up(MDA_START + metadata_size, DATA_ALIGNMENT)
+    return Geometry(device_size=device_size, mda_start=MDA_START,
+                    mda_size=pe_start - MDA_START, pe_start=pe_start,
+                    extent_size=extent_size,
+                    pe_count=max(0, (device_size - pe_start) // extent_size))
 
-    contents = [("MGT", mgt_contents(
-        sr_uuid, vdis, name_label=name_label,
-        name_description=name_description, allocation=allocation),
-        MGT_SIZE, False, ())]
+
+def _allocate(sr_uuid: str, vdis: Sequence[VdiSpec], mgt: bytes,
+              geo: Geometry) -> tuple[LvPlan, ...]:
+    """One LV per VDI after ``MGT``, extents one after another from 0."""
+    contents = [(sr_mod.MGT_LV, mgt, MGT_SIZE, False, ())]
     for spec in vdis:
         if spec.vdi_type == VDI_TYPE_VHD:
             image = vhd_contents(sr_uuid, spec)
@@ -468,56 +575,77 @@ def plan_format(sr_uuid: str, vdis: Iterable[VdiSpec] = (), *,
     lvs = []
     next_extent = 0
     for name, data, size, read_only, tags in contents:
-        count = max(1, _round_up(max(size, len(data)), extent_size)
-                    // extent_size)
+        count = max(1, _round_up(max(size, len(data)), geo.extent_size)
+                    // geo.extent_size)
         lvs.append(LvPlan(name=name, id=lv_id_for(sr_uuid, name),
                           start_extent=next_extent, extent_count=count,
                           read_only=read_only, tags=tags, contents=data))
         next_extent += count
-    needed = pe_start + next_extent * extent_size
-    if device_size < pe_start + extent_size or next_extent > pe_count:
+    if geo.device_size < geo.pe_start + geo.extent_size or (
+            next_extent > geo.pe_count):
         raise _invalid("device of %d bytes is too small for SR %s: it needs "
                        "%d bytes (metadata area up to %d, %d extents of %d "
-                       "bytes)", device_size, sr_uuid, needed, pe_start,
-                       next_extent, extent_size)
+                       "bytes)", geo.device_size, sr_uuid,
+                       geo.pe_start + next_extent * geo.extent_size,
+                       geo.pe_start, next_extent, geo.extent_size)
+    return tuple(lvs)
 
-    pv_id = pv_id_for(sr_uuid)
-    text = render_vg_text(
-        vg_name=vg_name, vg_id=vg_id_for(sr_uuid), seqno=1,
-        extent_size=extent_size, pv_id=pv_id, device_hint=device_hint,
-        dev_size=device_size, pe_start=pe_start, pe_count=pe_count,
-        lvs=lvs, creation_host=creation_host, creation_time=creation_time,
-        description="Created by nova-xenapi-resign format_sr")
-    # The text must be what our own reader accepts, with the same layout.
-    vg = lvm_text.parse_vg(text, "<format_sr %s>" % sr_uuid)
-    if vg.name != vg_name or len(vg.lvs) != len(lvs):
-        raise _invalid("generated metadata text does not parse back")
-    data = text.encode("utf-8")
-    empty = lvm.MdaHeader(start=MDA_START, size=mda_size)
-    text_write = lvm.plan_text_write(empty, data, "<format_sr %s>" % sr_uuid)
+
+def _label_sectors(sr_uuid: str, geo: Geometry) -> tuple[lvm.Label, bytes]:
+    """The label and the bytes ``[0, 4096)`` it is written with."""
+    label = lvm.Label(sector=1, pv_id=lvm_id.parse_lvm_id(pv_id_for(sr_uuid)),
+                      device_size=geo.device_size,
+                      data_areas=(lvm.DiskLocn(geo.pe_start, 0),),
+                      metadata_areas=(lvm.DiskLocn(geo.mda_start,
+                                                   geo.mda_size),))
+    area = bytearray(geo.mda_start)
+    area[SECTOR:2 * SECTOR] = lvm.render_label(label)
+    return label, bytes(area)
+
+
+def plan_format(sr_uuid: str, vdis: Iterable[VdiSpec] = (), *,
+                device_size: int, name_label: str = "",
+                name_description: str = "",
+                metadata_size: int = DEFAULT_METADATA_SIZE,
+                extent_size: int = DEFAULT_EXTENT_SIZE,
+                allocation: str = "thick",
+                creation_host: str = DEFAULT_CREATION_HOST,
+                creation_time: int = DEFAULT_CREATION_TIME,
+                device_hint: str = DEFAULT_DEVICE_HINT) -> FormatPlan:
+    """Compute every byte :func:`format_sr` writes, and in which order.
+
+    Pure.  Raises ``InvalidInput`` (or a format error) when anything is
+    wrong: repeated uuids, bad parents, a device too small, a text that
+    does not fit the metadata area.
+    """
+    check_sr_uuid(sr_uuid)
+    vdis = check_vdis(vdis)
+    _check_options(metadata_size, extent_size, device_size, allocation,
+                   creation_time)
+    geo = _geometry(device_size, metadata_size, extent_size)
+    lvs = _allocate(sr_uuid, vdis, mgt_contents(
+        sr_uuid, vdis, name_label=name_label,
+        name_description=name_description, allocation=allocation), geo)
+    text = metadata_text(sr_uuid, geo, lvs, device_hint=device_hint,
+                         creation_host=creation_host,
+                         creation_time=creation_time)
+    empty = lvm.MdaHeader(start=geo.mda_start, size=geo.mda_size)
+    text_write = lvm.plan_text_write(empty, text, "<format_sr %s>" % sr_uuid)
     header = lvm.commit_header(empty, text_write.rlocn)
-    label = lvm.Label(sector=1, pv_id=lvm_text.unformat_lvm_id(pv_id),
-                      device_size=device_size,
-                      data_areas=(lvm.DiskLocn(pe_start, 0),),
-                      metadata_areas=(lvm.DiskLocn(MDA_START, mda_size),))
-    label_area = bytearray(MDA_START)
-    label_area[SECTOR:2 * SECTOR] = lvm.render_label(label)
+    label, label_area = _label_sectors(sr_uuid, geo)
+    contents = tuple((geo.pe_start + lv.start_extent * geo.extent_size,
+                      lv.contents) for lv in lvs if lv.contents)
+    steps = (WriteStep("contents", contents + tuple(text_write.writes)),
+             WriteStep("mda header", ((geo.mda_start,
+                                       lvm.render_mda_header(header)),)),
+             WriteStep("label", ((0, label_area),)))
+    return FormatPlan(sr_uuid=sr_uuid, vg_name=naming.sr_vg_name(sr_uuid),
+                      vg_id=vg_id_for(sr_uuid), pv_id=pv_id_for(sr_uuid),
+                      geometry=geo, lvs=lvs, text=text, label=label,
+                      steps=steps)
 
-    writes = []
-    for lv in lvs:
-        if lv.contents:
-            writes.append((pe_start + lv.start_extent * extent_size,
-                           lv.contents))
-    writes.extend(text_write.writes)
-    writes.append((MDA_START, lvm.render_mda_header(header)))
-    writes.append((0, bytes(label_area)))
-    return FormatPlan(sr_uuid=sr_uuid, vg_name=vg_name, vg_id=vg.id,
-                      pv_id=pv_id, device_size=device_size,
-                      mda_start=MDA_START, mda_size=mda_size,
-                      pe_start=pe_start, extent_size=extent_size,
-                      pe_count=pe_count, lvs=tuple(lvs), text=data,
-                      label=label, mda_header=header, writes=tuple(writes))
 
+# --- writing ---------------------------------------------------------------
 
 def format_sr(dev, sr_uuid: str, vdis: Iterable[VdiSpec] = (), *,
               name_label: str = "", name_description: str = "",
@@ -529,12 +657,12 @@ def format_sr(dev, sr_uuid: str, vdis: Iterable[VdiSpec] = (), *,
               device_hint: str | None = None) -> sr_mod.LvhdSr:
     """Make ``dev`` (an opened, writable ``Device``) an LVHD SR.
 
-    Writes the LV contents, the metadata text, the mda_header and finally
-    the label sectors, fsyncs, and returns ``sr.inspect(dev)``.  Every
-    check happens before the first write: a refusal (``InvalidInput`` or a
-    format error) leaves the device untouched.  ``device_hint`` is the
-    PV ``device`` recorded in the text (a hint only): by default the path
-    of a block device, else :data:`DEFAULT_DEVICE_HINT`.
+    Plans (:func:`plan_format`), applies the plan (:func:`apply_plan`) and
+    returns ``sr.inspect(dev)``.  Every check happens before the first
+    write: a refusal (``InvalidInput`` or a format error) leaves the device
+    untouched.  ``device_hint`` is the PV ``device`` recorded in the text (a
+    hint only): by default the path of a block device, else
+    :data:`DEFAULT_DEVICE_HINT`.
     """
     if device_hint is None:
         device_hint = (dev.path if getattr(dev, "is_block", False)
@@ -550,165 +678,14 @@ def format_sr(dev, sr_uuid: str, vdis: Iterable[VdiSpec] = (), *,
 
 
 def apply_plan(dev, plan: FormatPlan) -> None:
-    """Perform the writes of ``plan``.
+    """Perform ``plan.steps`` in order, with an fsync after each step.
 
-    Contents and text, fsync, mda_header, fsync, label sectors, fsync.
+    The order (and why it is safe) is the plan's: see :class:`FormatPlan`.
     """
     if dev.size - dev.size % SECTOR != plan.device_size:
         raise _invalid("plan is for a device of %d bytes, %s has %d",
                        plan.device_size, dev.path, dev.size)
-    *body, header_write, label_write = plan.writes
-    for offset, data in body:
-        dev.write(offset, data)
-    dev.fsync()
-    dev.write(*header_write)
-    dev.fsync()
-    dev.write(*label_write)
-    dev.fsync()
-
-
-# --- adding VDIs to an existing SR ------------------------------------------
-
-def _refuse(dev, reason: str, *args: object) -> exception.UnsafeOperation:
-    return exception.UnsafeOperation(device=getattr(dev, "path", "?"),
-                                     reason=reason % args if args else reason)
-
-
-def plan_add_vdis(dev, vdis: Iterable[VdiSpec], *,
-                  creation_host: str = DEFAULT_CREATION_HOST,
-                  creation_time: int = DEFAULT_CREATION_TIME) -> tuple:
-    """The writes that append ``vdis`` to the SR on ``dev`` (reads only).
-
-    Returns ``(body, commits)``, two tuples of ``(offset, bytes)`` writes:
-    the body is VHD images, the new MGT records, the MGT header (new
-    length) and the new metadata text of every metadata area; the commits
-    are their mda_headers.  New LVs take the
-    extents after the last used one, get ids from :func:`lv_id_for` and
-    may have parents among the SR's existing vhd VDIs.  Refuses
-    (``UnsafeOperation``) an SR with problems, without MGT or with an
-    interrupted metadata write; ``InvalidInput`` for bad specs or no room.
-    """
-    model = sr_mod.inspect(dev)
-    if model.problems:
-        raise _refuse(dev, "the SR has problems: %s",
-                      "; ".join(str(p) for p in model.problems))
-    if model.sr_uuid is None or model.mgt is None:
-        raise _refuse(dev, "not an LVHD SR with an MGT volume")
-    if any(m.precommitted_text is not None or m.precommit_error
-           for m in model.pv.mdas):
-        raise _refuse(dev, "a metadata write was interrupted (slot 1 set)")
-    sr_uuid, vg = model.sr_uuid, model.vg
-    existing = {v.uuid: v.vdi_type for v in model.vdis}
-    vdis = check_vdis(vdis, existing)
-    if not vdis:
-        return (), ()
-    extent_size = vg.extent_size * SECTOR
-    pv = vg.pvs[0]
-    next_extent = max([pe + seg.extent_count for lv in vg.lvs
-                       for seg in lv.segments for _, pe in seg.stripes]
-                      or [0])
-    parent_uids = {}
-    for spec in vdis:
-        if spec.parent in existing and spec.parent not in parent_uids:
-            lv = model.lv(vhd.LV_PREFIX_VHD + spec.parent)
-            parent_uids[spec.parent] = vhd.parse_footer(
-                sr_mod.read_lv(dev, lv, 0, vhd.FOOTER_SIZE), dev.path).uuid
-    lvs, writes = [], []
-    for spec in vdis:
-        data, size, tags = b"", spec.virtual_size, ()
-        if spec.vdi_type == VDI_TYPE_VHD:
-            data = vhd_contents(sr_uuid, spec, parent_uids.get(spec.parent))
-            size = len(data)
-        elif spec.hidden:
-            tags = (sr_mod.HIDDEN_TAG,)
-        count = _round_up(size, extent_size) // extent_size
-        lv = LvPlan(name=spec.lv_name, id=lv_id_for(sr_uuid, spec.lv_name),
-                    start_extent=next_extent, extent_count=count,
-                    read_only=spec.read_only, tags=tags, contents=data)
-        next_extent += count
-        lvs.append(lv)
-        if data:
-            writes.append((pv.pe_start * SECTOR
-                           + lv.start_extent * extent_size, data))
-    if next_extent > pv.pe_count:
-        raise _invalid("SR %s has no room for %d more extents (%d of %d "
-                       "used)", sr_uuid, sum(lv.extent_count for lv in lvs),
-                       next_extent - sum(lv.extent_count for lv in lvs),
-                       pv.pe_count)
-
-    # MGT: new records after the last slot, then the header's length.
-    mgt = model.mgt
-    mgt_lv = model.lv(sr_mod.MGT_LV)
-    first = len(mgt.records)
-    records = b"".join(srmetadata.render_record(srmetadata.vdi_record(
-        first + i, spec.uuid, name_label=spec.name_label,
-        name_description=spec.name_description,
-        is_a_snapshot=spec.is_a_snapshot, snapshot_of=spec.snapshot_of,
-        snapshot_time=spec.snapshot_time, type=spec.type,
-        vdi_type=SM_VDI_TYPES[spec.vdi_type], read_only=spec.read_only,
-        managed=spec.managed)) for i, spec in enumerate(vdis))
-    offset = srmetadata.SR_INFO_SIZE + srmetadata.VDI_RECORD_SIZE * first
-    length = offset + len(records)
-    if length > mgt_lv.size:
-        raise _invalid("MGT of SR %s cannot hold %d bytes", sr_uuid, length)
-    for lv_offset, data in ((offset, records), (0, srmetadata.render_header(
-            length, mgt.header_version))):
-        pos = 0
-        for dev_offset, n in mgt_lv.device_ranges(lv_offset, len(data)):
-            writes.append((dev_offset, data[pos:pos + n]))
-            pos += n
-
-    # LVM: the new LV sections, seqno + 1, into every metadata area.
-    snippet = "".join("\n" + render_lv_text(
-        lv, creation_host=creation_host, creation_time=creation_time)
-        for lv in lvs)
-    added = lvm_text.parse("logical_volumes {\n%s}\n" % snippet)
-    tree = vg.tree
-    path = (vg.name, "logical_volumes")
-    old = tree.section(path) if tree.has(path) else lvm_text.Section()
-    new_items = added.section(("logical_volumes",))
-    entries = old.layout.entries[:len(old.items)]
-    entries += (lvm_text.EntryLayout(),) * (len(old.items) - len(entries))
-    new_entries = new_items.layout.entries[:len(new_items.items)]
-    new_entries += (lvm_text.EntryLayout(),) * (len(new_items.items)
-                                                - len(new_entries))
-    tree = tree.with_section(path, lvm_text.Section(
-        old.items + new_items.items, dataclasses.replace(
-            old.layout, entries=entries + new_entries)))
-    tree = tree.with_value((vg.name, "seqno"), vg.seqno + 1)
-    if tree.has("description"):
-        tree = tree.with_value("description",
-                               "Write from nova-xenapi-resign add_vdis")
-    new_vg = lvm_text.VolumeGroup.from_tree(tree, dev.path)
-    text = lvm_text.render_vg(new_vg, form="raw").encode("utf-8")
-    commits = []
-    for mda in model.pv.mdas:
-        if mda.header.ignored:
-            continue
-        planned = lvm.plan_text_write(mda.header, text, dev.path)
-        writes.extend(planned.writes)
-        commits.append((mda.header.start, lvm.render_mda_header(
-            lvm.commit_header(mda.header, planned.rlocn))))
-    return tuple(writes), tuple(commits)
-
-
-def add_vdis(dev, vdis: Iterable[VdiSpec], *,
-             creation_host: str = DEFAULT_CREATION_HOST,
-             creation_time: int = DEFAULT_CREATION_TIME) -> sr_mod.LvhdSr:
-    """Append ``vdis`` to the LVHD SR on ``dev``; return the new model.
-
-    Everything is planned first (:func:`plan_add_vdis`); then contents,
-    MGT and the new text are written and fsynced, and the mda_header
-    commits come last, so an interruption leaves the old VG in force.
-    """
-    body, commits = plan_add_vdis(dev, vdis, creation_host=creation_host,
-                                  creation_time=creation_time)
-    if not commits:
-        return sr_mod.inspect(dev)
-    for offset, data in body:
-        dev.write(offset, data)
-    dev.fsync()
-    for offset, data in commits:
-        dev.write(offset, data)
-    dev.fsync()
-    return sr_mod.inspect(dev)
+    for step in plan.steps:
+        for offset, data in step.writes:
+            dev.write(offset, data)
+        dev.fsync()

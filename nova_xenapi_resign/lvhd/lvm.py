@@ -3,7 +3,7 @@
 Covers the text format ("LVM2 001") as written by lvm2: the label sector and
 its pv_header, the metadata area header (mda_header) with its raw locations,
 the circular text buffer behind it, and the commit protocol used to replace
-the text.  The metadata *text* is opaque bytes here (see ``lvm_text``).
+the text.  The metadata *text* is opaque bytes here (see ``vg_metadata``).
 
 Nothing in this module does I/O except :func:`read_pv`, which takes an
 already opened :class:`~nova_xenapi_resign.lvhd.device.Device` and reads
@@ -11,7 +11,7 @@ only the label, the mda headers and the text they point to.
 
 Reference: lvm2 ``lib/label/label.{c,h}``, ``lib/format_text/layout.h``,
 ``format-text.c`` and ``text_label.c``, ``lib/misc/crc.c``, ``lib/id/id.c``;
-summarised in the project's ``research/formats.md`` section 1.
+summarised in ``doc/source/reference/formats.rst`` (LVM2).
 
 Layout reminders (all little-endian):
 
@@ -41,12 +41,12 @@ Layout reminders (all little-endian):
 from __future__ import annotations
 
 import dataclasses
-import re
 import struct
 import zlib
 from typing import Callable, Optional
 
 from nova_xenapi_resign import exception
+from nova_xenapi_resign.lvhd import lvm_id
 
 SECTOR_SIZE = 512
 LABEL_SIZE = 512
@@ -80,13 +80,8 @@ _MDA_FIXED = struct.Struct("<I16sIQQ")
 _RAW_LOCN = struct.Struct("<QQII")
 _EXT = struct.Struct("<II")
 
-#: Characters valid in an LVM id (lib/id/id.c: generation uses only the
-#: alphanumerics, validation also accepts '!' and '#').
-_ID_CHARS = re.compile(rb"\A[0-9a-zA-Z!#]{32}\Z")
-_ID_GROUPS = (6, 4, 4, 4, 4, 4, 6)
-
-
 # --- CRC ---------------------------------------------------------------------
+
 
 def lvm_crc(data: bytes, seed: int = INITIAL_CRC) -> int:
     """lvm2's ``calc_crc(seed, data, len)``.
@@ -100,54 +95,6 @@ def lvm_crc(data: bytes, seed: int = INITIAL_CRC) -> int:
     text.
     """
     return (~zlib.crc32(data, ~seed & _MASK32)) & _MASK32
-
-
-# --- LVM ids -----------------------------------------------------------------
-
-def _as_bytes(value: str | bytes) -> bytes:
-    if isinstance(value, str):
-        try:
-            return value.encode("ascii")
-        except UnicodeEncodeError:
-            return b"\xff"  # never valid: fails the character check
-    return bytes(value)
-
-
-def is_valid_lvm_id(raw: str | bytes) -> bool:
-    """True if ``raw`` is a 32-character undashed LVM id."""
-    return bool(_ID_CHARS.match(_as_bytes(raw)))
-
-
-def format_lvm_id(raw32: str | bytes) -> str:
-    """``"abcdef...."`` (32 chars) -> ``"abcdef-ghij-...-uvwxyz"`` (38)."""
-    raw = _as_bytes(raw32)
-    if not _ID_CHARS.match(raw):
-        raise exception.InvalidInput(
-            reason="not a 32-character LVM id: %r" % (raw32,))
-    text = raw.decode("ascii")
-    parts = []
-    pos = 0
-    for width in _ID_GROUPS:
-        parts.append(text[pos:pos + width])
-        pos += width
-    return "-".join(parts)
-
-
-def parse_lvm_id(text: str | bytes) -> str:
-    """Dashed (or undashed) LVM id -> the 32-character undashed form.
-
-    Like lvm2's ``id_read_format`` the dashes are simply dropped; the
-    result must then be exactly 32 valid characters.
-    """
-    raw = _as_bytes(text).replace(b"-", b"")
-    if not _ID_CHARS.match(raw):
-        raise exception.InvalidInput(
-            reason="not an LVM id: %r" % (text,))
-    return raw.decode("ascii")
-
-
-format_pv_id = format_lvm_id
-parse_pv_id = parse_lvm_id
 
 
 # --- label sector and pv_header ---------------------------------------------
@@ -188,13 +135,9 @@ class Label:
         """Absolute byte offset of the label sector."""
         return self.sector * SECTOR_SIZE
 
-    @property
-    def pv_id_dashed(self) -> str:
-        return format_lvm_id(self.pv_id)
-
     def with_pv_id(self, new_pv_id: str) -> "Label":
         """A copy with another PV id (dashed or undashed accepted)."""
-        return dataclasses.replace(self, pv_id=parse_lvm_id(new_pv_id))
+        return dataclasses.replace(self, pv_id=lvm_id.parse_lvm_id(new_pv_id))
 
 
 def _label_error(device, offset, structure, expected, found):
@@ -241,7 +184,7 @@ def _parse_label_sector(sector_buf: bytes, sector: int, device: str) -> Label:
                            "32..%d" % (LABEL_SIZE - 40), offset_xl)
     pos = offset_xl
     raw_id = sector_buf[pos:pos + PV_ID_LEN]
-    if not _ID_CHARS.match(raw_id):
+    if not lvm_id.is_undashed_lvm_id(raw_id):
         raise _label_error(device, base + pos, "pv_header pv_uuid",
                            "32 characters of [0-9a-zA-Z!#]", raw_id)
     (device_size,) = struct.unpack_from("<Q", sector_buf, pos + PV_ID_LEN)
@@ -317,7 +260,7 @@ def render_label(label: Label) -> bytes:
     ``_text_write``).
     """
     device = "<label>"
-    if not _ID_CHARS.match(_as_bytes(label.pv_id)):
+    if not lvm_id.is_undashed_lvm_id(label.pv_id):
         raise _label_error(device, "?", "pv_header pv_uuid",
                            "32 characters of [0-9a-zA-Z!#]", label.pv_id)
     if not 0 <= label.sector < LABEL_SCAN_SECTORS:
@@ -443,6 +386,29 @@ def _check_rlocn(rl: RawLocn, index: int, area_size: int, start: int,
                          % (rl.offset, rl.size, area_size))
 
 
+def _raw_locns(buf: bytes) -> list[RawLocn]:
+    """The raw_locn slots in use: slot 0 always, then up to the first 0."""
+    locns = []
+    for index in range(MAX_RAW_LOCNS):
+        rl = RawLocn(*_RAW_LOCN.unpack_from(
+            buf, RAW_LOCN_START + index * RAW_LOCN_SIZE))
+        if index == 0:
+            # Slot 0 is always kept (its flags carry "ignored").
+            locns.append(rl)
+            continue
+        if rl.offset == 0:
+            break
+        locns.append(rl)
+    # An empty slot 0 may still be followed by a precommitted slot 1
+    # (lvm2 precommitting the first metadata of a fresh area).
+    if locns[0].offset == 0 and len(locns) == 1:
+        rl1 = RawLocn(*_RAW_LOCN.unpack_from(
+            buf, RAW_LOCN_START + RAW_LOCN_SIZE))
+        if rl1.offset:
+            locns.append(rl1)
+    return locns
+
+
 def parse_mda_header(buf: bytes, mda_offset: int,
                      device: str = "<buffer>",
                      area_size: Optional[int] = None) -> MdaHeader:
@@ -476,24 +442,7 @@ def parse_mda_header(buf: bytes, mda_offset: int,
         raise _mda_error(device, mda_offset + 32, "mda_header size",
                          area_size if area_size is not None
                          else ">= %d" % (2 * MDA_HEADER_SIZE), size)
-    locns = []
-    for index in range(MAX_RAW_LOCNS):
-        rl = RawLocn(*_RAW_LOCN.unpack_from(
-            buf, RAW_LOCN_START + index * RAW_LOCN_SIZE))
-        if index == 0:
-            # Slot 0 is always kept (its flags carry "ignored").
-            locns.append(rl)
-            continue
-        if rl.offset == 0:
-            break
-        locns.append(rl)
-    # An empty slot 0 may still be followed by a precommitted slot 1
-    # (lvm2 precommitting the first metadata of a fresh area).
-    if locns[0].offset == 0 and len(locns) == 1:
-        rl1 = RawLocn(*_RAW_LOCN.unpack_from(
-            buf, RAW_LOCN_START + RAW_LOCN_SIZE))
-        if rl1.offset:
-            locns.append(rl1)
+    locns = _raw_locns(buf)
     for index, rl in enumerate(locns):
         if index == 0 and rl.offset == 0:
             if rl.size or rl.checksum:
@@ -591,10 +540,6 @@ class TextWrite:
     mda_start: int
     rlocn: RawLocn
     writes: tuple[tuple[int, bytes], ...]
-
-    @property
-    def wraps(self) -> bool:
-        return len(self.writes) > 1
 
 
 def max_text_size(header: MdaHeader) -> int:

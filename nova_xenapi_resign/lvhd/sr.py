@@ -19,12 +19,13 @@ import re
 from nova_xenapi_resign import exception
 from nova_xenapi_resign.lvhd import device as device_mod
 from nova_xenapi_resign.lvhd import lvm
-from nova_xenapi_resign.lvhd import lvm_text
+from nova_xenapi_resign.lvhd import lvm_id
+from nova_xenapi_resign.lvhd import naming
 from nova_xenapi_resign.lvhd import srmetadata
+from nova_xenapi_resign.lvhd import vg_metadata
 from nova_xenapi_resign.lvhd import vhd
 
 SECTOR = 512
-VG_PREFIX = vhd.VG_PREFIX
 MGT_LV = "MGT"
 UUID_RE = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 
@@ -133,7 +134,7 @@ class VdiInfo:
 class LvhdSr:
     device: str
     pv: lvm.PvOnDisk
-    vg: lvm_text.VolumeGroup
+    vg: vg_metadata.VolumeGroup
     sr_uuid: str | None
     mgt: srmetadata.SrMetadata | None
     lvs: tuple[LvInfo, ...]
@@ -165,7 +166,7 @@ class LvhdSr:
         raise KeyError(vdi_uuid)
 
 
-def classify_lv(lv: lvm_text.LogicalVolume) -> tuple[str, str | None]:
+def classify_lv(lv: vg_metadata.LogicalVolume) -> tuple[str, str | None]:
     """``(kind, vdi uuid or None)`` from an LV's name and tags, as SM does."""
     if lv.name == MGT_LV:
         return KIND_MGT, None
@@ -178,7 +179,7 @@ def classify_lv(lv: lvm_text.LogicalVolume) -> tuple[str, str | None]:
     return KIND_OTHER, None
 
 
-def _lv_info(vg: lvm_text.VolumeGroup, lv: lvm_text.LogicalVolume,
+def _lv_info(vg: vg_metadata.VolumeGroup, lv: vg_metadata.LogicalVolume,
              problems: list[Problem]) -> LvInfo:
     kind, vdi_uuid = classify_lv(lv)
     extent_bytes = vg.extent_size * SECTOR
@@ -262,11 +263,11 @@ def _read_vhd(dev, lv: LvInfo, problems: list[Problem],
             header, start[:region], "%s:%s" % (dev.path, lv.name))
         paths = tuple(loc.path for loc in locators)
         link = _link if undo is None else undo.link
-        parent_sr, parent_vdi, raw = vhd.parse_lvhd_parent_name(
+        parent_sr, parent_vdi, raw = naming.parse_lvhd_parent_name(
             header.parent_name)
         parent_sr, parent_vdi = link(lv.name, parent_sr, parent_vdi)
         for path in paths:
-            if link(lv.name, *vhd.parse_lvhd_parent_name(path)[:2]) != (
+            if link(lv.name, *naming.parse_lvhd_parent_name(path)[:2]) != (
                     parent_sr, parent_vdi):
                 problems.append(Problem(
                     "locator-mismatch", lv.name,
@@ -380,7 +381,7 @@ class _Undo(object):
 
     def label(self, pv: lvm.PvOnDisk, vg_pv_id: str) -> lvm.PvOnDisk:
         """The PV with a label already carrying the new id read as old."""
-        if lvm.format_lvm_id(pv.label.pv_id) != self.renames.pv(vg_pv_id):
+        if lvm_id.format_lvm_id(pv.label.pv_id) != self.renames.pv(vg_pv_id):
             return pv
         self.renamed.append("label")
         return dataclasses.replace(pv, label=pv.label.with_pv_id(vg_pv_id))
@@ -399,7 +400,7 @@ def inspect(dev, renames: Renames | None = None) -> LvhdSr:
         raise exception.LvmMetadataError(
             device=dev.path, structure="metadata areas", offset=4096,
             expected="a committed metadata copy", found="none")
-    vg = lvm_text.parse_vg(text, dev.path)
+    vg = vg_metadata.parse_vg(text, dev.path)
     problems: list[Problem] = []
     if len({m.committed_text for m in pv.mdas
             if m.committed_text is not None}) > 1:
@@ -409,11 +410,12 @@ def inspect(dev, renames: Renames | None = None) -> LvhdSr:
             "different committed metadata; the first is used" % ", ".join(
                 str(m.header.start) for m in pv.mdas)))
     sr_uuid = None
-    if vg.name.startswith(VG_PREFIX):
-        sr_uuid = vg.name[len(VG_PREFIX):]
+    if vg.name.startswith(naming.VG_PREFIX):
+        sr_uuid = vg.name[len(naming.VG_PREFIX):]
     else:
         problems.append(Problem("not-lvhd", vg.name,
-                                "VG name lacks the %s prefix" % VG_PREFIX))
+                                "VG name lacks the %s prefix"
+                                % naming.VG_PREFIX))
     lvs = tuple(_lv_info(vg, lv, problems) for lv in vg.lvs)
     undo = None
     if renames is not None and sr_uuid != renames.target:
@@ -425,11 +427,11 @@ def inspect(dev, renames: Renames | None = None) -> LvhdSr:
     else:
         if undo is not None:
             pv = undo.label(pv, vg.pvs[0].id)
-        if lvm.format_lvm_id(pv.label.pv_id) != vg.pvs[0].id:
+        if lvm_id.format_lvm_id(pv.label.pv_id) != vg.pvs[0].id:
             problems.append(Problem(
                 "pv-id-mismatch", vg.pvs[0].key,
                 "label says %s, metadata says %s"
-                % (lvm.format_lvm_id(pv.label.pv_id), vg.pvs[0].id)))
+                % (lvm_id.format_lvm_id(pv.label.pv_id), vg.pvs[0].id)))
     by_kind = {lv.name: lv for lv in lvs if lv.extents}
     mgt = None
     if MGT_LV in by_kind:

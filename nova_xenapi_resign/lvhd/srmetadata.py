@@ -55,10 +55,6 @@ MANAGED = "managed"
 METADATA_OF_POOL = "metadata_of_pool"
 OFFSET = "offset"       # synthetic key added by SM's reader; never written
 
-#: The order LVHDSR writes sector B keys in (readers do not care).
-VDI_KEY_ORDER = (UUID, IS_A_SNAPSHOT, SNAPSHOT_OF, SNAPSHOT_TIME, TYPE,
-                 VDI_TYPE, READ_ONLY, MANAGED, METADATA_OF_POOL, DELETED)
-
 _NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*\Z")
 # Characters XML 1.0 allows in text.
 _XML_BAD_RE = re.compile(
@@ -126,9 +122,6 @@ class VdiRecord:
         if value is None:
             raise KeyError(key)
         return value
-
-    def as_dict(self) -> dict:
-        return dict(self.fields)
 
     def replace(self, **values: str) -> "VdiRecord":
         """A copy with some values changed (new keys are appended)."""

@@ -24,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 import struct
 import uuid as uuid_mod
-from typing import Callable, Iterable, Union
+from typing import Callable, Union
 
 from nova_xenapi_resign import exception
 
@@ -49,9 +49,6 @@ DISK_DYNAMIC = 3
 DISK_DIFFERENCING = 4
 DISK_TYPES = {DISK_FIXED: "fixed", DISK_DYNAMIC: "dynamic",
               DISK_DIFFERENCING: "differencing"}
-
-#: Seconds between the Unix epoch and the VHD epoch (2000-01-01 UTC).
-VHD_EPOCH = 946684800
 
 DEFAULT_BLOCK_SIZE = 2 * 1024 * 1024
 TAP_CREATOR = b"tap\x00"
@@ -108,12 +105,13 @@ def checksum(data: bytes, checksum_at: int) -> int:
     return (~total) & 0xFFFFFFFF
 
 
-def _pad(length: int) -> int:
+def padded_size(length: int) -> int:
     """Round up to whole sectors, never zero (blktap ``vhd_bytes_padded``)."""
     return max(1, -(-length // SECTOR_SIZE)) * SECTOR_SIZE
 
 
-def _as_uuid_bytes(value: UuidLike, what: str) -> bytes:
+def uuid_bytes(value: UuidLike, what: str) -> bytes:
+    """``value`` (UUID, 16 bytes or text) as 16 bytes; InvalidInput else."""
     if isinstance(value, uuid_mod.UUID):
         return value.bytes
     if isinstance(value, (bytes, bytearray)):
@@ -212,14 +210,6 @@ class Footer:
     def is_differencing(self) -> bool:
         return self.disk_type == DISK_DIFFERENCING
 
-    @property
-    def disabled(self) -> bool:
-        return self.cookie == POISON_COOKIE
-
-    @property
-    def creator_is_tapdisk(self) -> bool:
-        return self.creator_app[:3] == b"tap"
-
 
 def parse_footer(buf: bytes, device: str = "<buffer>",
                  offset: int = 0) -> Footer:
@@ -272,28 +262,6 @@ def render_footer(footer: Footer) -> bytes:
         footer.saved_state, footer.hidden, footer.reserved)
     value = checksum(raw, _FOOTER_CHECKSUM_AT)
     return raw[:64] + struct.pack(">I", value) + raw[68:]
-
-
-def with_checksum(footer: Footer) -> Footer:
-    """``footer`` with its ``checksum`` field set to the rendered value."""
-    raw = render_footer(footer)
-    return dataclasses.replace(footer, checksum=struct.unpack_from(
-        ">I", raw, _FOOTER_CHECKSUM_AT)[0])
-
-
-def is_hidden(footer: Footer) -> bool:
-    """The blktap hidden flag (footer byte 85)."""
-    return footer.hidden != 0
-
-
-def set_hidden(footer: Footer, hidden: bool) -> Footer:
-    """A copy of ``footer`` with the hidden flag set or cleared.
-
-    Render the result with :func:`render_footer` and write it to both footer
-    places (byte 0 and the end of the VHD data).
-    """
-    return with_checksum(dataclasses.replace(footer,
-                                             hidden=1 if hidden else 0))
 
 
 # --- dynamic header ----------------------------------------------------------
@@ -370,7 +338,7 @@ class DynamicHeader:
     @property
     def bat_size(self) -> int:
         """Bytes of the BAT, padded to whole sectors."""
-        return _pad(self.max_table_entries * 4)
+        return padded_size(self.max_table_entries * 4)
 
     def locator_slots(self) -> tuple:
         """``(index, locator)`` for every locator in use."""
@@ -555,10 +523,6 @@ class LocatorPath:
     locator: ParentLocator
     path: str
 
-    @property
-    def basename(self) -> str:
-        return self.path.rstrip("/").rsplit("/", 1)[-1]
-
 
 def _reader(source, device) -> ReadFn:
     if callable(source):
@@ -634,7 +598,7 @@ def header_region(footer: Footer, header: DynamicHeader,
                          loc.data_offset, "sectors or whole-sector bytes",
                          loc.data_space)
         end = max(end, loc.data_offset + space)
-    return _pad(end)
+    return padded_size(end)
 
 
 def parse_lv_start(buf: bytes, device: str = "<buffer>", *,
@@ -695,7 +659,7 @@ def data_end(footer: Footer, header: DynamicHeader, read,
     bat_end = header.table_offset + header.bat_size
     end = max(header_region(footer, header, device), bat_end)
     bat = read(header.table_offset, header.bat_size)
-    bitmap = _pad(-(-(header.block_size // SECTOR_SIZE) // 8))
+    bitmap = padded_size(-(-(header.block_size // SECTOR_SIZE) // 8))
     for (entry,) in struct.iter_unpack(
             ">I", bat[:header.max_table_entries * 4]):
         if entry != BAT_UNUSED:
@@ -731,13 +695,15 @@ def check_primary_footer(copy: Footer, header: DynamicHeader, read,
 
 # --- rewriting a parent link -------------------------------------------------
 
-def _relpath(new_parent: str) -> str:
+def locator_path(new_parent: str) -> str:
+    """The relative path blktap puts in locators for a parent name."""
     if new_parent.startswith(("./", "../", "/")):
         return new_parent
     return "./" + new_parent
 
 
-def _basename(path: str) -> str:
+def parent_basename(path: str) -> str:
+    """The basename a header records for a locator path."""
     name = path.rstrip("/").rsplit("/", 1)[-1]
     if not name or name in (".", ".."):
         raise exception.InvalidInput(reason="parent path %r has no basename"
@@ -745,39 +711,17 @@ def _basename(path: str) -> str:
     return name
 
 
-def plan_parent_change(footer: Footer, header: DynamicHeader,
-                       locator_payloads, new_parent_name: str,
-                       new_parent_uuid: UuidLike | None = None,
-                       device: str = "<buffer>") -> list:
-    """Plan the writes that point a differencing VHD at a new parent.
+def _locator_rewrites(header: DynamicHeader, path: str, spans: list,
+                      device: str) -> tuple[list, list]:
+    """``(changes, locators)``: every path locator rewritten to ``path``.
 
-    ``locator_payloads`` gives the current bytes of the LV: either the bytes
-    from offset 0 covering :func:`header_region`, or a ``read(offset,
-    length)`` callable.  ``new_parent_name`` is the parent's basename as blktap
-    stores it (e.g. :func:`lvhd_parent_name`); the locators get the relative
-    path ``./<name>`` (a name already starting with ``./``, ``../`` or ``/``
-    is used as is, its basename going to the header).
-
-    Returns ``[(offset, bytes), ...]``: whole sectors, locator payloads first
-    and the header (the commit) last.  Each locator keeps its offset and
-    ``data_space``; its payload is zero-filled to the whole space.  Footer
-    unique ids are not touched; the parent uuid changes only when
-    ``new_parent_uuid`` is given.
+    ``changes`` are ``(offset, payload)`` pairs, each payload zero-filled to
+    its locator's whole data space; ``locators`` the header's locators with
+    the new lengths.  Refuses a locator whose space is empty, overlaps one
+    of ``spans`` (``(start, end, what)``, extended as locators are placed)
+    or cannot hold the new payload.
     """
-    if footer.disk_type != DISK_DIFFERENCING:
-        raise _error(device, "VHD footer disk type", 60,
-                     "differencing (4)", footer.disk_type)
-    read = _reader(locator_payloads, device)
-    path = _relpath(new_parent_name)
-    name_raw = encode_parent_name(_basename(path))
-    for code in PATH_LOCATOR_CODES:
-        encode_locator(code, path)      # refuse a bad name before anything
-    header_start = footer.data_offset
-    header_end = header_start + HEADER_SIZE
-
-    changes = []            # (offset, payload bytes)
-    spans = [(0, FOOTER_SIZE, "footer copy"),
-             (header_start, header_end, "header")]
+    changes = []
     locators = list(header.locators)
     for index, loc in header.locator_slots():
         if not loc.is_path:
@@ -802,14 +746,50 @@ def plan_parent_change(footer: Footer, header: DynamicHeader,
                          "%d bytes for %r" % (len(payload), path))
         changes.append((start, payload + bytes(space - len(payload))))
         locators[index] = dataclasses.replace(loc, data_length=len(payload))
+    return changes, locators
+
+
+def plan_parent_change(footer: Footer, header: DynamicHeader,
+                       locator_payloads, new_parent_name: str,
+                       new_parent_uuid: UuidLike | None = None,
+                       device: str = "<buffer>") -> list:
+    """Plan the writes that point a differencing VHD at a new parent.
+
+    ``locator_payloads`` gives the current bytes of the LV: either the bytes
+    from offset 0 covering :func:`header_region`, or a ``read(offset,
+    length)`` callable.  ``new_parent_name`` is the parent's basename as blktap
+    stores it (e.g. :func:`~nova_xenapi_resign.lvhd.naming.lvhd_parent_name`);
+    the locators get the relative path ``./<name>`` (a name already starting
+    with ``./``, ``../`` or ``/`` is used as is, its basename going to the
+    header).
+
+    Returns ``[(offset, bytes), ...]``: whole sectors, locator payloads first
+    and the header (the commit) last.  Each locator keeps its offset and
+    ``data_space``; its payload is zero-filled to the whole space.  Footer
+    unique ids are not touched; the parent uuid changes only when
+    ``new_parent_uuid`` is given.
+    """
+    if footer.disk_type != DISK_DIFFERENCING:
+        raise _error(device, "VHD footer disk type", 60,
+                     "differencing (4)", footer.disk_type)
+    read = _reader(locator_payloads, device)
+    path = locator_path(new_parent_name)
+    name_raw = encode_parent_name(parent_basename(path))
+    for code in PATH_LOCATOR_CODES:
+        encode_locator(code, path)      # refuse a bad name before anything
+    header_start = footer.data_offset
+    changes, locators = _locator_rewrites(
+        header, path, [(0, FOOTER_SIZE, "footer copy"),
+                       (header_start, header_start + HEADER_SIZE, "header")],
+        device)
 
     new_header = dataclasses.replace(
         header, parent_name_raw=name_raw,
         locators=tuple(locators))
     if new_parent_uuid is not None:
         new_header = dataclasses.replace(
-            new_header, parent_unique_id=_as_uuid_bytes(new_parent_uuid,
-                                                        "new parent uuid"))
+            new_header, parent_unique_id=uuid_bytes(new_parent_uuid,
+                                                    "new parent uuid"))
     changes.append((header_start, render_header(new_header)))
     return [_sector_write(read, offset, data) for offset, data in changes]
 
@@ -817,7 +797,8 @@ def plan_parent_change(footer: Footer, header: DynamicHeader,
 def _sector_write(read: ReadFn, offset: int, data: bytes):
     """Widen a write to whole sectors, filling the edges from ``read``."""
     start = offset - offset % SECTOR_SIZE
-    end = _pad(offset + len(data)) if offset + len(data) else SECTOR_SIZE
+    end = (padded_size(offset + len(data)) if offset + len(data)
+           else SECTOR_SIZE)
     if start == offset and end == offset + len(data):
         return (offset, bytes(data))
     current = bytearray(read(start, end - start))
@@ -828,168 +809,15 @@ def _sector_write(read: ReadFn, offset: int, data: bytes):
     return (start, bytes(current))
 
 
-def apply_writes(region: bytes, writes: Iterable) -> bytes:
-    """Apply ``(offset, bytes)`` writes to a copy of ``region``.
-
-    For tests and the simulator; the region grows when a write reaches past
-    its end.
-    """
-    out = bytearray(region)
-    for offset, data in writes:
-        if offset + len(data) > len(out):
-            out.extend(bytes(offset + len(data) - len(out)))
-        out[offset:offset + len(data)] = data
-    return bytes(out)
-
-
-# --- LVHD names --------------------------------------------------------------
-
-VG_PREFIX = "VG_XenStorage-"
-LV_PREFIX_VHD = "VHD-"
-LV_PREFIX_RAW = "LV-"
-
-
-def dm_name(vg_name: str, lv_name: str) -> str:
-    """The device-mapper name of an LV: ``-`` doubled, joined by ``-``."""
-    return vg_name.replace("-", "--") + "-" + lv_name.replace("-", "--")
-
-
-def split_dm_name(name: str) -> tuple:
-    """Inverse of :func:`dm_name`: ``(vg_name, lv_name)``."""
-    i = 0
-    while i < len(name):
-        if name[i] == "-":
-            if name[i + 1:i + 2] == "-":
-                i += 2
-                continue
-            return (name[:i].replace("--", "-"),
-                    name[i + 1:].replace("--", "-"))
-        i += 1
-    raise exception.InvalidInput(reason="%r is not a device-mapper VG-LV "
-                                 "name" % (name,))
-
-
-def lvhd_parent_name(sr_uuid: str, vdi_uuid: str, raw: bool = False) -> str:
-    """What blktap stores for an LVHD parent (formats.md §3.3).
-
-    ``VG_XenStorage--<sr, '-' doubled>-VHD--<vdi, '-' doubled>`` (``LV--``
-    for a raw parent).  The locators hold ``./`` + this name.
-    """
-    prefix = LV_PREFIX_RAW if raw else LV_PREFIX_VHD
-    return dm_name(VG_PREFIX + str(sr_uuid), prefix + str(vdi_uuid))
-
-
-def parse_lvhd_parent_name(name: str) -> tuple:
-    """``(sr_uuid, vdi_uuid, raw)`` from a :func:`lvhd_parent_name` name.
-
-    A path (``./name``) is accepted; anything else raises InvalidInput.
-    """
-    base = name.rstrip("/").rsplit("/", 1)[-1]
-    vg, lv = split_dm_name(base)
-    if not vg.startswith(VG_PREFIX):
-        raise exception.InvalidInput(reason="%r is not an LVHD VG" % (vg,))
-    if lv.startswith(LV_PREFIX_VHD):
-        raw, vdi = False, lv[len(LV_PREFIX_VHD):]
-    elif lv.startswith(LV_PREFIX_RAW):
-        raw, vdi = True, lv[len(LV_PREFIX_RAW):]
-    else:
-        raise exception.InvalidInput(reason="%r is not an LVHD VDI LV"
-                                     % (lv,))
-    return vg[len(VG_PREFIX):], vdi, raw
-
-
-# --- building images ---------------------------------------------------------
-
-def _code_of(value) -> int:
-    if isinstance(value, int):
-        return value
-    for code, text in PLATFORM_NAMES.items():
-        if text == value:
-            return code
-    raise exception.InvalidInput(reason="unknown locator code %r" % (value,))
-
+# --- bitmap (batmap) --------------------------------------------------------
 
 def batmap_checksum(data: bytes) -> int:
     return (~sum(data)) & 0xFFFFFFFF
 
 
-def build_dynamic_vhd(size: int, *, uuid: UuidLike | None = None,
-                      parent=None, block_size: int = DEFAULT_BLOCK_SIZE,
-                      hidden: bool = False, timestamp: int = 0,
-                      parent_timestamp: int = 0,
-                      lv_size: int | None = None) -> bytes:
-    """A small valid empty dynamic or differencing VHD, laid out as blktap.
-
-    footer copy @0, header @512, BAT @1536, batmap header and map, then (for
-    a child) the MacX/W2ku/W2ru locators one after another, then the footer.
-
-    ``parent`` is ``None`` for a dynamic disk, else ``(name, parent_uuid)``
-    or ``(name, parent_uuid, locator_codes)``: ``name`` as for
-    :func:`plan_parent_change` (e.g. :func:`lvhd_parent_name`),
-    ``parent_uuid`` the parent's footer unique id (``None`` or nil for a raw
-    parent) and ``locator_codes`` codes or names (default MacX, W2ku, W2ru).
-    With ``lv_size`` the image is zero-padded to that size and the footer
-    written at its end, as blktap does on a block device.
-    """
-    if size <= 0 or size % SECTOR_SIZE:
-        raise exception.InvalidInput(reason="VHD size must be a positive "
-                                     "multiple of 512, got %r" % (size,))
-    if block_size < SECTOR_SIZE or block_size & (block_size - 1):
-        raise exception.InvalidInput(reason="block size must be a power of "
-                                     "two >= 512, got %r" % (block_size,))
-    unique_id = (uuid_mod.uuid4().bytes if uuid is None
-                 else _as_uuid_bytes(uuid, "uuid"))
-    entries = -(-size // block_size)
-    table_offset = FOOTER_SIZE + HEADER_SIZE
-    bat = struct.pack(">%dI" % entries, *([BAT_UNUSED] * entries))
-    bat += bytes(_pad(len(bat)) - len(bat))
-    batmap_header_offset = table_offset + len(bat)
-    batmap_offset = batmap_header_offset + BATMAP_HEADER_SIZE
-    batmap_secs = max(1, -(-((entries + 7) >> 3) // SECTOR_SIZE))
-    batmap = bytes(batmap_secs * SECTOR_SIZE)
-    batmap_header = _BATMAP_HEADER.pack(
-        BATMAP_COOKIE, batmap_offset, batmap_secs, BATMAP_VERSION,
-        batmap_checksum(batmap), 0, bytes(483))
-    end = batmap_offset + len(batmap)
-
-    locators = [ParentLocator()] * NUM_LOCATORS
-    payloads = b""
-    name_raw = bytes(512)
-    parent_uid = bytes(16)
-    disk_type = DISK_DYNAMIC
-    if parent is not None:
-        disk_type = DISK_DIFFERENCING
-        name, parent_uuid = parent[0], parent[1]
-        codes = parent[2] if len(parent) > 2 else BLKTAP_LOCATOR_CODES
-        if parent_uuid is not None:
-            parent_uid = _as_uuid_bytes(parent_uuid, "parent uuid")
-        path = _relpath(name)
-        name_raw = encode_parent_name(_basename(path))
-        for i, code in enumerate(codes):
-            code = _code_of(code)
-            payload = encode_locator(code, path)
-            space = _pad(len(payload))
-            locators[i] = ParentLocator(code=code, data_space=space,
-                                        data_length=len(payload),
-                                        data_offset=end + len(payloads))
-            payloads += payload + bytes(space - len(payload))
-    header = DynamicHeader(table_offset=table_offset,
-                           max_table_entries=entries, block_size=block_size,
-                           parent_unique_id=parent_uid,
-                           parent_timestamp=parent_timestamp,
-                           parent_name_raw=name_raw,
-                           locators=tuple(locators))
-    footer = Footer(data_offset=FOOTER_SIZE, current_size=size,
-                    original_size=size, geometry=chs_geometry(size),
-                    disk_type=disk_type, unique_id=unique_id,
-                    timestamp=timestamp, hidden=1 if hidden else 0)
-    foot = render_footer(footer)
-    body = (foot + render_header(header) + bat + batmap_header + batmap
-            + payloads)
-    if lv_size is None:
-        return body + foot
-    if lv_size < len(body) + FOOTER_SIZE or lv_size % SECTOR_SIZE:
-        raise exception.InvalidInput(reason="lv_size %r cannot hold %d bytes "
-                                     "of VHD" % (lv_size,
-                                                 len(body) + FOOTER_SIZE))
-    return body + bytes(lv_size - len(body) - FOOTER_SIZE) + foot
+def render_batmap_header(batmap_offset: int, batmap_sectors: int,
+                         batmap: bytes) -> bytes:
+    """The 512-byte batmap header blktap writes before the batmap."""
+    return _BATMAP_HEADER.pack(BATMAP_COOKIE, batmap_offset, batmap_sectors,
+                               BATMAP_VERSION, batmap_checksum(batmap), 0,
+                               bytes(483))

@@ -3,7 +3,8 @@
 The source compute records, for every volume of the instance, the UUID of
 the SR it really uses (legacy ``FA15E-D15C-<volume id>``, uuid5 or explicit)
 in ``volume_sr_uuid_map``; the destination introduces each volume's SR under
-that same UUID (Launchpad bug 1566622, DESIGN.md section 3).
+that same UUID (Launchpad bug 1566622; see
+doc/source/reference/live-migration.rst).
 
 Wire compatibility with Nova
 ----------------------------

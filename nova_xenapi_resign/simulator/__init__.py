@@ -7,13 +7,16 @@ Modules:
                ``path``, ``scsi_id``, ``set_chap``.
 ``api``        :class:`api.Pool` -- one pool's database, settings and XAPI
                dispatch (``pool.dispatch(method, params) -> envelope``).
-``db``         records, refs, computed set-of-ref fields, the
-               ``get_all_records_where`` query language, wire marshalling.
+``db``         records, refs, computed set-of-ref fields, field types
+               (``coerce``), the ``get_all_records_where`` query language,
+               wire marshalling.
 ``errors``     XAPI failure codes with their parameter lists.
-``storage``    SR/PBD/VDI/VBD/VM semantics; SM backends ``iscsi`` and
-               ``lvmoiscsi``.
+``sm``         the SM backends ``iscsi``, ``lvmoiscsi``, ``relvmoiscsi`` and
+               ``ext``: plug, scan, probe, create.
+``storage``    SR/PBD/VDI semantics over the backends.
+``vm``         VBD/VM/VIF/network semantics.
 ``migration``  host.migrate_receive, VM.assert_can_migrate,
-               VM.migrate_send (seed 004's storage-motion rule, hazards).
+               VM.migrate_send (XAPI's storage-motion rule, hazards).
 ``server``     threaded XML-RPC servers; ``serve(san_dir, pools)``.
 ``fixture``    :class:`fixture.SimulatorFixture` for tests.
 """

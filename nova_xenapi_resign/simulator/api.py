@@ -31,6 +31,10 @@ import xmlrpc.client
 from nova_xenapi_resign.simulator import db as dbmod
 from nova_xenapi_resign.simulator import errors
 from nova_xenapi_resign.simulator.errors import XapiError
+from nova_xenapi_resign.simulator import migration
+from nova_xenapi_resign.simulator import sm
+from nova_xenapi_resign.simulator import storage
+from nova_xenapi_resign.simulator import vm
 
 LOG = logging.getLogger(__name__)
 
@@ -82,63 +86,6 @@ class Method(object):
         self.counted = counted
 
 
-#: Enum fields and their canonical spellings.  XAPI reads enum values
-#: case-insensitively and stores the datamodel's spelling
-#: (xapi-project/xen-api ocaml/idl/datamodel.ml; the generated
-#: ``enum_of_string`` lowercases before matching).
-ENUMS = {
-    ("VBD", "mode"): ("RO", "RW"),
-    ("VBD", "type"): ("CD", "Disk", "Floppy"),
-    ("VDI", "type"): ("system", "user", "ephemeral", "suspend", "crashdump",
-                      "ha_statefile", "metadata", "redo_log", "rrd",
-                      "pvs_cache", "cbt_metadata"),
-}
-
-
-def _canonical_enum(cls, field, value):
-    if not isinstance(value, str):
-        raise errors.field_type_error(field)
-    for name in ENUMS[(cls, field)]:
-        if name.lower() == value.lower():
-            return name
-    raise errors.field_type_error(field)
-
-
-def coerce(cls, field, value):
-    """Convert a wire value to the stored type of ``cls.field``."""
-    if (cls, field) in ENUMS:
-        return _canonical_enum(cls, field, value)
-    default = dbmod.DEFAULTS[cls][field]
-    try:
-        if isinstance(default, bool):
-            if isinstance(value, bool):
-                return value
-            if isinstance(value, str) and value.lower() in ("true", "false"):
-                return value.lower() == "true"
-            raise ValueError(value)
-        if isinstance(default, int):
-            return int(value)
-        if isinstance(default, float):
-            return float(value)
-        if isinstance(default, dict):
-            if not isinstance(value, dict):
-                raise ValueError(value)
-            return {str(k): v for k, v in value.items()}
-        if isinstance(default, list):
-            if not isinstance(value, (list, tuple)):
-                raise ValueError(value)
-            return list(value)
-        if isinstance(default, xmlrpc.client.DateTime):
-            if isinstance(value, datetime.datetime):
-                return xmlrpc.client.DateTime(value)
-            return xmlrpc.client.DateTime(value)
-        if not isinstance(value, str):
-            raise ValueError(value)
-        return value
-    except (TypeError, ValueError):
-        raise errors.field_type_error(field)
-
-
 class Pool(object):
     """One simulated XAPI pool."""
 
@@ -169,10 +116,9 @@ class Pool(object):
         self._count_lock = threading.Lock()
         self._task_threads = []
 
-        from nova_xenapi_resign.simulator import migration
-        from nova_xenapi_resign.simulator import storage
         self._register_core()
         storage.register(self)
+        vm.register(self)
         migration.register(self)
         self._bootstrap(hosts)
         with _REGISTRY_LOCK:
@@ -211,9 +157,8 @@ class Pool(object):
                                   master=self.master)
         self.network = net
         if self.settings.get("local_sr"):
-            from nova_xenapi_resign.simulator import storage
             for host in db.all_refs("host"):
-                sr = storage.create_local_sr(self, host)
+                sr = sm.create_local_sr(self, host)
                 if host == self.master:
                     db.set("pool", self.pool_ref, "default_SR", sr)
 
@@ -419,7 +364,7 @@ def _generic(cls, op, name):
 
         def setter(p, s, ref, value):
             p.db.raw(cls, ref)
-            p.db.set(cls, ref, field, coerce(cls, field, value))
+            p.db.set(cls, ref, field, dbmod.coerce(cls, field, value))
             return ""
         return Method(setter, 2)
     for prefix in ("add_to_", "remove_from_"):

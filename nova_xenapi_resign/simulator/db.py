@@ -14,6 +14,7 @@ with the pool lock.
 from __future__ import annotations
 
 import copy
+import datetime
 import re
 import uuid as uuidlib
 import xmlrpc.client
@@ -129,6 +130,63 @@ def fields_of(cls):
     names = set(DEFAULTS[cls])
     names.update(f for (c, f) in INVERSE if c == cls)
     return names
+
+
+#: Enum fields and their canonical spellings.  XAPI reads enum values
+#: case-insensitively and stores the datamodel's spelling
+#: (xapi-project/xen-api ocaml/idl/datamodel.ml; the generated
+#: ``enum_of_string`` lowercases before matching).
+ENUMS = {
+    ("VBD", "mode"): ("RO", "RW"),
+    ("VBD", "type"): ("CD", "Disk", "Floppy"),
+    ("VDI", "type"): ("system", "user", "ephemeral", "suspend", "crashdump",
+                      "ha_statefile", "metadata", "redo_log", "rrd",
+                      "pvs_cache", "cbt_metadata"),
+}
+
+
+def _canonical_enum(cls, field, value):
+    if not isinstance(value, str):
+        raise errors.field_type_error(field)
+    for name in ENUMS[(cls, field)]:
+        if name.lower() == value.lower():
+            return name
+    raise errors.field_type_error(field)
+
+
+def coerce(cls, field, value):
+    """Convert a wire value to the stored type of ``cls.field``."""
+    if (cls, field) in ENUMS:
+        return _canonical_enum(cls, field, value)
+    default = DEFAULTS[cls][field]
+    try:
+        if isinstance(default, bool):
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.lower() in ("true", "false"):
+                return value.lower() == "true"
+            raise ValueError(value)
+        if isinstance(default, int):
+            return int(value)
+        if isinstance(default, float):
+            return float(value)
+        if isinstance(default, dict):
+            if not isinstance(value, dict):
+                raise ValueError(value)
+            return {str(k): v for k, v in value.items()}
+        if isinstance(default, list):
+            if not isinstance(value, (list, tuple)):
+                raise ValueError(value)
+            return list(value)
+        if isinstance(default, xmlrpc.client.DateTime):
+            if isinstance(value, datetime.datetime):
+                return xmlrpc.client.DateTime(value)
+            return xmlrpc.client.DateTime(value)
+        if not isinstance(value, str):
+            raise ValueError(value)
+        return value
+    except (TypeError, ValueError):
+        raise errors.field_type_error(field)
 
 
 class Database(object):

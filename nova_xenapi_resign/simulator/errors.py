@@ -135,10 +135,6 @@ def vdi_not_in_map(vdi):
     return XapiError("VDI_NOT_IN_MAP", vdi)
 
 
-def vdi_location_missing(sr, location):
-    return XapiError("VDI_LOCATION_MISSING", sr, location)
-
-
 def vm_bad_power_state(vm, expected, actual):
     return XapiError("VM_BAD_POWER_STATE", vm, expected, actual)
 

@@ -1,4 +1,4 @@
-"""A ``fixtures.Fixture`` that starts a SAN and N simulated pools.
+"""A test fixture that starts a SAN and N simulated pools.
 
 Usage::
 
@@ -15,6 +15,12 @@ with SESSION_AUTHENTICATION_FAILED; :meth:`session` logs in with them.
 
 Everything is torn down (servers stopped, sessions logged out, SAN
 directory removed when the fixture created it) on cleanup.
+
+The class speaks the fixture protocol (``setUp``, ``cleanUp``,
+``getDetails``) that ``testtools.TestCase.useFixture`` and
+``fixtures.Fixture.useFixture`` drive, and is a context manager, without
+importing the test-only ``fixtures`` package: the simulator ships in the
+product package, which does not depend on it.
 """
 
 from __future__ import annotations
@@ -23,16 +29,14 @@ import shutil
 import tempfile
 import xmlrpc.client
 
-import fixtures
-
 from nova_xenapi_resign.simulator import server as servermod
 
 
-class SimulatorFixture(fixtures.Fixture):
+class SimulatorFixture(object):
 
     def __init__(self, pools=2, hosts=1, san_dir=None, settings=None,
                  credentials=None, lvhd_reader=None):
-        super().__init__()
+        self._cleanups = []
         self.npools = pools
         self.hosts = hosts
         self.san_dir = san_dir
@@ -40,6 +44,43 @@ class SimulatorFixture(fixtures.Fixture):
         self.credentials = credentials
         self.lvhd_reader = lvhd_reader
         self.simulation = None
+
+    # --- the fixture protocol ---------------------------------------------
+
+    def setUp(self):
+        """Start the SAN and the pools; on failure undo what was started."""
+        try:
+            self._setUp()
+        except BaseException:
+            self.cleanUp()
+            raise
+
+    def cleanUp(self):
+        """Run the cleanups, last first; re-raise the first failure."""
+        first = None
+        while self._cleanups:
+            func, args = self._cleanups.pop()
+            try:
+                func(*args)
+            except Exception as exc:
+                first = first or exc
+        if first is not None:
+            raise first
+
+    def addCleanup(self, func, *args):
+        self._cleanups.append((func, args))
+
+    def getDetails(self):
+        return {}
+
+    def __enter__(self):
+        self.setUp()
+        return self
+
+    def __exit__(self, *exc_info):
+        self.cleanUp()
+
+    # --- the simulation ---------------------------------------------------
 
     def _setUp(self):
         if self.san_dir is None:

@@ -36,6 +36,7 @@ import os
 
 from nova_xenapi_resign.simulator import db as dbmod
 from nova_xenapi_resign.simulator import errors
+from nova_xenapi_resign.simulator import sm
 from nova_xenapi_resign.simulator import storage
 
 NULL_REF = dbmod.NULL_REF
@@ -93,11 +94,11 @@ def _assert_sr_support_operations(pool, target, vbds):
         src = info["vdi"]
         if src is None or _sr_matches(pool, target, src, src["dest_sr"]):
             continue
-        if not storage.can_mirror(src["sr_type"]):
+        if not sm.can_mirror(src["sr_type"]):
             raise errors.sr_does_not_support_migration(src["sr"])
         with target.lock:
             dest_type = target.db.get("SR", src["dest_sr"], "type")
-        if not storage.can_mirror(dest_type):
+        if not sm.can_mirror(dest_type):
             raise errors.sr_does_not_support_migration(src["dest_sr"])
 
 
@@ -142,8 +143,8 @@ def _plan(pool, vm, dest, live, vdi_map, vif_map):
                     "size": vrec["virtual_size"],
                     "sm_config": dict(vrec["sm_config"]),
                     "dest_sr": vdi_map[vdi],
-                    "path": storage.backend(sr_type).lun_path(pool, vdi)
-                    if sr_type in storage.BACKENDS else None,
+                    "path": sm.backend(sr_type).lun_path(pool, vdi)
+                    if sr_type in sm.BACKENDS else None,
                 }
             vbds.append(info)
         vifs = [(v, db.record("VIF", v)) for v in vm_rec["VIFs"]]
@@ -172,7 +173,7 @@ def _dest_vdi_on_sr(target, vdi_uuid, sr, retry=True):
                 else None
         if not retry:
             return None
-        storage.scan_sr(target, sr)
+        sm.scan_sr(target, sr)
     return _dest_vdi_on_sr(target, vdi_uuid, sr, retry=False)
 
 
@@ -193,7 +194,7 @@ def _mirror_target(target, sr, src):
     """
     with target.lock:
         db = target.db
-        be = storage.backend(db.get("SR", sr, "type"))
+        be = sm.backend(db.get("SR", sr, "type"))
         ref = db.create("VDI", SR=sr, name_label="",
                         virtual_size=src["size"],
                         sm_config={k: v for k, v in src["sm_config"].items()
@@ -211,6 +212,52 @@ def _same_file(a, b):
         return os.path.realpath(a) == os.path.realpath(b)
 
 
+def _mirror_decision(target, src, dest_sr, dest_sr_uuid, intra, relaxed):
+    """``(mirror, destination VDI ref or None)`` as xapi_vm_migrate.ml."""
+    if not relaxed:
+        return (not intra) or dest_sr != src["sr"], src["ref"]
+    if dest_sr_uuid != src["sr_uuid"]:
+        return True, None
+    found = _dest_vdi_on_sr(target, src["uuid"], dest_sr)
+    if found is None:
+        raise errors.internal_error(
+            "SR UUID matches on destination but VDI does not exist")
+    return False, found
+
+
+def _migrate_vdi(pool, target, dest_host, vm_uuid, src, intra, relaxed):
+    """Decide and do the move of one VDI; ``(destination VDI, entry)``.
+
+    ``entry`` is what ``debug.get_migrations`` reports for the VDI.
+    """
+    dest_sr = src["dest_sr"]
+    _attach_dest_sr(target, dest_sr, dest_host)
+    with target.lock:
+        dest_sr_uuid = target.db.get("SR", dest_sr, "uuid")
+    mirror, found = _mirror_decision(target, src, dest_sr, dest_sr_uuid,
+                                     intra, relaxed)
+    entry = {"vm": vm_uuid, "vdi": src["uuid"],
+             "source_sr_uuid": src["sr_uuid"],
+             "dest_sr_uuid": dest_sr_uuid, "mirrored": mirror,
+             "intra_pool": intra, "dest_vdi": src["uuid"],
+             "hazard": False}
+    if not mirror:
+        return found, entry
+    ref, uuid, path = _mirror_target(target, dest_sr, src)
+    entry["dest_vdi"] = uuid
+    if _same_file(src["path"], path):
+        # An LVHD LUN mirrored onto itself: corruption on a real host.
+        # Recorded, and nothing is written.
+        entry["hazard"] = True
+        pool.record_hazard({
+            "vm": vm_uuid, "vdi": src["uuid"],
+            "source_sr_uuid": src["sr_uuid"],
+            "dest_sr_uuid": dest_sr_uuid, "dest_vdi": uuid,
+            "lun_path": os.path.realpath(src["path"]),
+            "source_pool": pool.name, "dest_pool": target.name})
+    return ref, entry
+
+
 def migrate_send(pool, session, vm, dest, live, vdi_map, vif_map, options,
                  vgpu_map=None, vdi_format_map=None):
     """VM.migrate_send: the assert first, then the mirror decisions.
@@ -224,47 +271,11 @@ def migrate_send(pool, session, vm, dest, live, vdi_map, vif_map, options,
     relaxed = pool.relaxed()
     new_vdi = {}  # source VBD ref -> destination VDI ref
     for info in vbds:
-        src = info["vdi"]
-        if src is None:
+        if info["vdi"] is None:
             continue
-        dest_sr = src["dest_sr"]
-        _attach_dest_sr(target, dest_sr, dest_host)
-        with target.lock:
-            dest_sr_uuid = target.db.get("SR", dest_sr, "uuid")
-        if relaxed:
-            if dest_sr_uuid == src["sr_uuid"]:
-                found = _dest_vdi_on_sr(target, src["uuid"], dest_sr)
-                if found is None:
-                    raise errors.internal_error(
-                        "SR UUID matches on destination but VDI does not "
-                        "exist")
-                mirror = False
-            else:
-                mirror = True
-        else:
-            mirror = (not intra) or dest_sr != src["sr"]
-            found = src["ref"]
-        entry = {"vm": vm_rec["uuid"], "vdi": src["uuid"],
-                 "source_sr_uuid": src["sr_uuid"],
-                 "dest_sr_uuid": dest_sr_uuid, "mirrored": mirror,
-                 "intra_pool": intra, "dest_vdi": src["uuid"],
-                 "hazard": False}
-        if not mirror:
-            new_vdi[info["vbd"]] = found
-        else:
-            ref, uuid, path = _mirror_target(target, dest_sr, src)
-            new_vdi[info["vbd"]] = ref
-            entry["dest_vdi"] = uuid
-            if _same_file(src["path"], path):
-                # An LVHD LUN mirrored onto itself: corruption on a real
-                # host.  Recorded, and nothing is written.
-                entry["hazard"] = True
-                pool.record_hazard({
-                    "vm": vm_rec["uuid"], "vdi": src["uuid"],
-                    "source_sr_uuid": src["sr_uuid"],
-                    "dest_sr_uuid": dest_sr_uuid, "dest_vdi": uuid,
-                    "lun_path": os.path.realpath(src["path"]),
-                    "source_pool": pool.name, "dest_pool": target.name})
+        new_vdi[info["vbd"]], entry = _migrate_vdi(
+            pool, target, dest_host, vm_rec["uuid"], info["vdi"], intra,
+            relaxed)
         with pool.lock:
             pool.migrations.append(entry)
     if intra:

@@ -159,9 +159,6 @@ class San(object):
         sparse_copy(src, path)
         return path
 
-    def delete_lun(self, portal, iqn, lun):
-        os.unlink(self.path(portal, iqn, lun))
-
     # --- CHAP ------------------------------------------------------------
 
     def set_chap(self, portal, iqn, user, password):

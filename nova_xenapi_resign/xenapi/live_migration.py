@@ -1,6 +1,6 @@
 """Live migration of volume-backed instances across SR naming styles.
 
-The protocol (DESIGN.md section 3, Launchpad bug 1566622):
+The protocol (doc/source/reference/live-migration.rst, Launchpad bug 1566622):
 
 1. Source, ``check_can_live_migrate_source``: :func:`build_volume_sr_uuid_map`
    finds the SR each volume really uses and records ``volume id -> SR uuid``
@@ -10,8 +10,7 @@ The protocol (DESIGN.md section 3, Launchpad bug 1566622):
    ``block_device_info``; Nova's ``connect_block_device_volumes`` then
    introduces every SR under the source's UUID, so the returned
    ``sr_uuid_map`` ({SR uuid: destination SR ref}) has the source's keys.
-   :func:`find_preexisting_srs` (before connecting) and
-   :func:`forget_introduced_srs` (on rollback) forget exactly the SRs the
+   :func:`forget_introduced_srs` (on rollback) forgets exactly the SRs the
    migration introduced.
 3. Source, before ``VM.assert_can_migrate`` / ``VM.migrate_send``:
    :func:`check_sr_uuid_map` refuses, with :class:`LiveMigrationPreCheckError`,
@@ -217,22 +216,6 @@ def inject_source_sr_uuids(block_device_info: Mapping[str, Any] | None,
     return new_info
 
 
-def find_preexisting_srs(session: Any,
-                         volume_sr_uuid_map: Mapping[str, str] | None
-                         ) -> set[str]:
-    """The SR UUIDs of the map that already exist here.
-
-    Call on the destination before connecting the volumes.
-
-    One ``SR.get_by_uuid`` per distinct SR.
-    """
-    found = set()
-    for sr_uuid in sorted(set((volume_sr_uuid_map or {}).values())):
-        if volume_utils.find_sr_by_uuid(session, sr_uuid) is not None:
-            found.add(sr_uuid)
-    return found
-
-
 def _sr_in_use(session: Any, sr_ref: str) -> bool:
     for vdi_ref in session.call_xenapi("SR.get_VDIs", sr_ref):
         if session.call_xenapi("VDI.get_VBDs", vdi_ref):
@@ -245,12 +228,13 @@ def forget_introduced_srs(session: Any,
                           preexisting: Iterable[str]) -> list[str]:
     """Rollback at the destination: forget the SRs this migration introduced.
 
-    Every SR of the map that was not in ``preexisting`` (from
-    :func:`find_preexisting_srs`) and exists now is forgotten; pre-existing
-    SRs (other instances may use them) are left alone, and so is an SR
-    that meanwhile got a VBD (another instance attached a volume of the same
-    target to it), as Nova's ``purge_sr`` does.  Best effort: a failure is
-    logged and the others are still forgotten.  Returns the UUIDs forgotten.
+    Every SR of the map that was not in ``preexisting`` (the SRs that
+    existed before the volumes were connected) and exists now is forgotten;
+    pre-existing SRs (other instances may use them) are left alone, and so
+    is an SR that meanwhile got a VBD (another instance attached a volume of
+    the same target to it), as Nova's ``purge_sr`` does.  Best effort: a
+    failure is logged and the others are still forgotten.  Returns the UUIDs
+    forgotten.
     """
     keep = set(preexisting)
     forgotten = []

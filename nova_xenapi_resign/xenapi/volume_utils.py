@@ -34,11 +34,6 @@ from nova_xenapi_resign import sr_naming
 
 LOG = logging.getLogger(__name__)
 
-#: The iSCSI device-config keys of XAPI's ``iscsi`` SM driver, in the order
-#: Nova builds them.
-ISCSI_DEVICE_CONFIG_KEYS = ("target", "port", "targetIQN", "chapuser",
-                            "chappassword")
-
 #: product_version from which Nova adds ``backend-kind=vbd`` (bug 1502929).
 BACKEND_KIND_MIN_VERSION = (6, 5)
 

@@ -10,7 +10,7 @@ detached before the function returns: the caller gets a plain image file.
 
 Large VDI counts: ``lvcreate`` costs ~0.1 s per LV, so past
 :data:`RESTORE_THRESHOLD` VDIs the LVs are added in one step with
-``vgcfgrestore -f`` from a metadata file generated with ``lvm_text``
+``vgcfgrestore -f`` from a metadata file generated with ``vg_metadata``
 (lvm2 still validates and writes the metadata itself).
 
 Spec builders: :func:`snapshot_tree` (the standard layout after one VM
@@ -23,9 +23,12 @@ import uuid
 
 from nova_xenapi_resign.lvhd import create
 from nova_xenapi_resign.lvhd import device as device_mod
+from nova_xenapi_resign.lvhd import libdm_config
 from nova_xenapi_resign.lvhd import lvm
-from nova_xenapi_resign.lvhd import lvm_text
+from nova_xenapi_resign.lvhd import lvm_id
+from nova_xenapi_resign.lvhd import naming
 from nova_xenapi_resign.lvhd import sr as sr_mod
+from nova_xenapi_resign.lvhd import vg_metadata
 from tests.functional import base
 
 MIB = 1024 * 1024
@@ -117,35 +120,33 @@ def _lvcreate_all(lvm_, vg_name, sr_uuid, vdis):
 
 def _restore_all(test, lvm_, path, vg_name, sr_uuid, vdis):
     """Add every VDI LV at once: generated metadata + vgcfgrestore."""
-    vg = lvm_text.parse_vg(_read_pv(path).committed_text, path)
+    vg = vg_metadata.parse_vg(_read_pv(path).committed_text, path)
     next_pe = max(pe + seg.extent_count for lv in vg.lvs
                   for seg in lv.segments for _, pe in seg.stripes)
     host = os.uname().nodename
     now = int(time.time())
-    snippets = []
+    added = []
     for spec in vdis:
         size, _ = _lv_bytes(sr_uuid, spec)
         tags = ((sr_mod.HIDDEN_TAG,) if spec.vdi_type == create.VDI_TYPE_RAW
                 and spec.hidden else ())
         lv = create.LvPlan(name=spec.lv_name,
-                           id=lvm_text.derive_lvm_id("lvhd_images", vg.id,
-                                                     spec.lv_name),
+                           id=lvm_id.derive_lvm_id("lvhd_images", vg.id,
+                                                   spec.lv_name),
                            start_extent=next_pe,
                            extent_count=size // EXTENT,
                            read_only=spec.read_only, tags=tags)
         next_pe += lv.extent_count
-        snippets.append(create.render_lv_text(lv, creation_host=host,
-                                              creation_time=now))
-    added = lvm_text.parse("logical_volumes {\n%s}\n" % "".join(snippets))
+        added.append((lv.name, create.lv_section(lv, creation_host=host,
+                                                 creation_time=now)))
     old = vg.tree.section((vg.name, "logical_volumes"))
-    merged = lvm_text.Section(
-        old.items + added.section(("logical_volumes",)).items)
+    merged = libdm_config.Section(old.items + tuple(added))
     tree = vg.tree.with_section((vg.name, "logical_volumes"), merged)
     tree = tree.with_value((vg.name, "seqno"), vg.seqno + 1)
-    new_vg = lvm_text.VolumeGroup.from_tree(tree, "<generated>")
+    new_vg = vg_metadata.VolumeGroup.from_tree(tree, "<generated>")
     backup = os.path.join(test.tmpdir, "%s.vg" % vg_name)
     with open(backup, "w") as f:
-        f.write(lvm_text.render_vg(new_vg, form="backup"))
+        f.write(vg_metadata.render_vg(new_vg, form="backup"))
     lvm_("vgcfgrestore", "-f", backup, vg_name)
 
 
@@ -205,7 +206,7 @@ def make_lvhd_image(test, path, sr_uuid, vdis, *, size=None,
     started = time.monotonic()
     vdis = create.check_vdis(vdis)
     create.check_sr_uuid(sr_uuid)
-    vg_name = create.vg_name_for(sr_uuid)
+    vg_name = naming.sr_vg_name(sr_uuid)
     if method is None:
         method = "restore" if len(vdis) > RESTORE_THRESHOLD else "lvcreate"
     if method not in ("lvcreate", "restore"):

@@ -48,3 +48,7 @@ class TestBenchmarksRun(base.FunctionalTestCase):
 
     def test_bench_live_migration(self):
         self.run_bench("bench_live_migration.py")
+
+    def test_bench_lease(self):
+        out = self.run_bench("bench_lease.py")
+        self.assertIn("dom0 plugin", out)

@@ -29,6 +29,7 @@ from nova_xenapi_resign.simulator import fixture as sim_fixture
 from nova_xenapi_resign import sr_naming
 from nova_xenapi_resign.xenapi import session as xenapi_session
 from nova_xenapi_resign.xenapi import volume_utils
+from tests.crash import CrashingDevice
 from tests.functional import base
 from tests.functional import cinder_fakes
 from tests.functional import lvhd_images
@@ -53,23 +54,6 @@ def conn_data(volume_id, portal=cinder_fakes.PORTAL):
     return {"target_portal": portal,
             "target_iqn": cinder_fakes.volume_iqn(volume_id),
             "target_lun": 0, "volume_id": volume_id}
-
-
-class Crash(Exception):
-    """A power cut in the middle of the resignature."""
-
-
-class CrashingDevice(device.Device):
-    """Stops before the k-th write."""
-
-    def __init__(self, path, writable, k):
-        super().__init__(path, writable=writable)
-        self.k = k
-
-    def write(self, offset, data):
-        if self.writes + 1 == self.k:
-            raise Crash("crash at write %d" % self.k)
-        super().write(offset, data)
 
 
 class PrivsepInProcess(fixtures.Fixture):

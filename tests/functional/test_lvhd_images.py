@@ -7,13 +7,13 @@ without a problem.
 """
 
 import os
-import time
 
 from nova_xenapi_resign.lvhd import create
 from nova_xenapi_resign.lvhd import device
 from nova_xenapi_resign.lvhd import lvm
+from nova_xenapi_resign.lvhd import lvm_id
+from nova_xenapi_resign.lvhd import naming
 from nova_xenapi_resign.lvhd import sr
-from nova_xenapi_resign.lvhd import vhd
 from tests.functional import base
 from tests.functional import lvhd_images
 
@@ -55,7 +55,7 @@ def assert_matches_lvs(test, lvm_, model):
                        "vg_extent_size": str(model.vg.extent_size * 512)}],
                      vg)
     pv = lvm_.report("pvs", "pv_uuid,pe_start")[0]
-    test.assertEqual(lvm.format_lvm_id(model.pv_id), pv["pv_uuid"])
+    test.assertEqual(lvm_id.format_lvm_id(model.pv_id), pv["pv_uuid"])
     test.assertEqual(str(model.vg.pvs[0].pe_start * 512), pv["pe_start"])
     rows = {r["lv_name"]: r for r in lvm_.report(
         "lvs", "lv_name,lv_uuid,lv_size,lv_tags,lv_attr")}
@@ -117,7 +117,7 @@ class FormatSrRealLvmTest(base.FunctionalTestCase):
             f.write(data)
         info = vhdiinfo(out)
         self.assertEqual("Differential", info["Disk type"])
-        self.assertEqual(vhd.lvhd_parent_name(SR, base_spec.uuid),
+        self.assertEqual(naming.lvhd_parent_name(SR, base_spec.uuid),
                          info["Parent filename"])
         self.assertEqual(str(create.footer_uuid(SR, base_spec.uuid)),
                          info["Parent identifier"])
@@ -146,7 +146,7 @@ class MakeLvhdImageTest(base.FunctionalTestCase):
         self.assertEqual((), model.problems)
         self.assertEqual(made["vg_name"], model.vg_name)
         self.assertEqual(made["vg_id"], model.vg.id)
-        self.assertEqual(made["pv_id"], lvm.format_lvm_id(model.pv_id))
+        self.assertEqual(made["pv_id"], lvm_id.format_lvm_id(model.pv_id))
         self.assertEqual(made["lv_ids"], {lv.name: lv.id
                                           for lv in model.lvs})
         for lv in model.lvs:
@@ -211,30 +211,8 @@ class MakeLvhdImageTest(base.FunctionalTestCase):
                          + pv.mdas[1].locn.size)
         self.check_model(made)
 
-    def test_add_vdis_to_lvm_made_sr(self):
-        # create.add_vdis on metadata lvm2 wrote: lvm2 accepts the result.
-        made = self.make(lvhd_images.snapshot_tree(SR))
-        leaf = made["vdis"][1]
-        new = [create.VdiSpec("0d0d0d0d-1111-4222-8333-444444444444", "vhd",
-                              8 * MIB, name_label="child of leaf",
-                              parent=leaf.uuid),
-               create.VdiSpec("0d0d0d0d-1111-4222-8333-555555555555", "raw",
-                              4 * MIB, hidden=True)]
-        with device.open_device(made["path"], writable=True) as dev:
-            model = create.add_vdis(dev, new, creation_host="h")
-        self.assertEqual((), model.problems)
-        self.assertEqual(leaf.uuid, model.vdi(new[0].uuid).parent_uuid)
-        lvm_ = base.Lvm(self.attach(made["path"]))
-        lvm_("vgck", VG)
-        assert_matches_lvs(self, lvm_, model)
-        self.assertEqual(str(model.vg.seqno),
-                         lvm_.report("vgs", "vg_seqno")[0]["vg_seqno"])
-
     def test_many_vdis_200(self):
-        started = time.monotonic()
         made = self.make(lvhd_images.many_vdis(SR, 200))
-        elapsed = time.monotonic() - started
         model = self.check_model(made)
         self.assertEqual(200, len(model.vdis))
         self.assertEqual(201, len(made["lvs"]))
-        self.assertLess(elapsed, 30, "200 VDIs took %.1f s" % elapsed)

@@ -12,6 +12,7 @@ import re
 from nova_xenapi_resign import exception
 from nova_xenapi_resign.lvhd import device as lvdevice
 from nova_xenapi_resign.lvhd import lvm
+from nova_xenapi_resign.lvhd import lvm_id
 from tests.functional import base
 
 _ID_RE = re.compile(rb'\bid = "([^"]+)"')
@@ -112,7 +113,8 @@ class LvmRealTestCase(base.FunctionalTestCase):
         pv, nread = read_pv(dev)
         report = tool.report("pvs", "pv_uuid,pe_start,pv_mda_count,"
                              "vg_seqno")[0]
-        self.assertEqual(report["pv_uuid"], pv.label.pv_id_dashed)
+        self.assertEqual(report["pv_uuid"],
+                         lvm_id.format_lvm_id(pv.label.pv_id))
         self.assertEqual(int(report["pe_start"]),
                          pv.label.data_areas[0].offset)
         self.assertEqual(n_mdas, len(pv.mdas))
@@ -249,10 +251,10 @@ class TestWrite(LvmRealTestCase):
     def test_new_pv_id(self):
         _, dev, tool = self.make_vg(pv_args=("--metadatasize", "10M"), lvs=1)
         before, _ = read_pv(dev)
-        old_id = before.label.pv_id_dashed.encode()
+        old_id = lvm_id.format_lvm_id(before.label.pv_id).encode()
         new_raw = "Resign" + before.label.pv_id[6:]
         new_label = before.label.with_pv_id(new_raw)
-        new_id = new_label.pv_id_dashed.encode()
+        new_id = lvm_id.format_lvm_id(new_label.pv_id).encode()
 
         def transform(text):
             self.assertEqual(1, text.count(old_id))

@@ -545,8 +545,9 @@ class ConcurrencyTest(SimulatorTestCase):
 class OsXenapiSequenceTest(SimulatorTestCase):
     """os-xenapi's session calls, replayed.
 
-    The calls XenAPISession's constructor and is_xsm_sr_check_relaxed make
-    (research/nova_probe.md), with the transport os-xenapi needs on py3.
+    The calls os-xenapi 0.3.4's XenAPISession constructor makes (pool and
+    master, API version, this host, software version) and its first plugin
+    call, with the protocol-0 text pickles of the extension's plugin_compat.
     """
 
     def test_session_constructor_calls(self):

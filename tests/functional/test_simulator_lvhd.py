@@ -1,4 +1,4 @@
-"""The embedded XAPI on real LVHD LUNs: lvmoiscsi and relvmoiscsi."""
+"""The embedded XAPI on LVHD LUNs lvhd.create made: lvmoiscsi, relvmoiscsi."""
 
 import hashlib
 import uuid
@@ -63,7 +63,7 @@ class LvhdSimulatorTest(base.TestCase):
         return [n.firstChild.data.strip() for n in xml.dom.minidom
                 .parseString(out).getElementsByTagName("UUID")]
 
-    def test_scan_reads_real_lun(self):
+    def test_scan_reads_the_lun(self):
         sr = self.attach(self.sr_uuid)
         records = {self.x.VDI.get_uuid(v): self.x.VDI.get_record(v)
                    for v in self.x.SR.get_VDIs(sr)}

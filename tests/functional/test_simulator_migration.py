@@ -1,4 +1,4 @@
-"""VM.migrate_send over XML-RPC: the storage-motion rule of seed 004."""
+"""VM.migrate_send over XML-RPC: XAPI's storage-motion rule."""
 
 import hashlib
 import time

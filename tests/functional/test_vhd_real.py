@@ -7,6 +7,8 @@ import json
 import os
 import uuid
 
+from nova_xenapi_resign.lvhd import create
+from nova_xenapi_resign.lvhd import naming
 from nova_xenapi_resign.lvhd import vhd
 from tests import base as tests_base
 from tests.functional import base
@@ -56,10 +58,10 @@ class VhdRealToolsTest(base.FunctionalTestCase):
             return f.read()
 
     def parent_and_child(self, size=8 * MIB):
-        parent = self.write("parent.vhd", vhd.build_dynamic_vhd(
+        parent = self.write("parent.vhd", create.build_dynamic_vhd(
             size, uuid=PARENT_UID, hidden=True))
-        name = vhd.lvhd_parent_name(SR, PARENT_VDI)
-        child = self.write("child.vhd", vhd.build_dynamic_vhd(
+        name = naming.lvhd_parent_name(SR, PARENT_VDI)
+        child = self.write("child.vhd", create.build_dynamic_vhd(
             size, uuid=CHILD_UID, parent=(name, PARENT_UID)))
         return parent, child
 
@@ -91,7 +93,7 @@ class VhdRealToolsTest(base.FunctionalTestCase):
         self.assertIn("(%d bytes)" % (8 * MIB), info["Media size"])
         self.assertEqual(str(CHILD_UID), info["Identifier"])
         self.assertEqual(str(PARENT_UID), info["Parent identifier"])
-        self.assertEqual(vhd.lvhd_parent_name(SR, PARENT_VDI),
+        self.assertEqual(naming.lvhd_parent_name(SR, PARENT_VDI),
                          info["Parent filename"])
         q = qemu_info(child)
         self.assertEqual("vpc", q["format"])
@@ -104,7 +106,7 @@ class VhdRealToolsTest(base.FunctionalTestCase):
                                 trailing=image[-512:])
         self.assertTrue(lv.trailing_footer_ok)
         region = image[:vhd.header_region(lv.footer, lv.header)]
-        new_name = vhd.lvhd_parent_name(NEW_SR, NEW_PARENT_VDI)
+        new_name = naming.lvhd_parent_name(NEW_SR, NEW_PARENT_VDI)
         new_uid = uuid.UUID("99999999-8888-7777-6666-555555555555")
         writes = vhd.plan_parent_change(lv.footer, lv.header, region,
                                         new_name, new_parent_uuid=new_uid)
@@ -128,7 +130,7 @@ class VhdRealToolsTest(base.FunctionalTestCase):
 
     def test_footer_at_lv_end(self):
         # blktap on a block device: the footer is the LV's last sector.
-        path = self.write("lv.vhd", vhd.build_dynamic_vhd(
+        path = self.write("lv.vhd", create.build_dynamic_vhd(
             8 * MIB, uuid=CHILD_UID, lv_size=12 * MIB))
         info = vhdiinfo(path)
         self.assertEqual(str(CHILD_UID), info["Identifier"])

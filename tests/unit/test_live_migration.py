@@ -39,6 +39,15 @@ def block_device_info(*bdms):
             "swap": None, "block_device_mapping": list(bdms)}
 
 
+def find_preexisting_srs(session, volume_sr_uuid_map):
+    """The SR UUIDs of the map that exist on ``session`` before connecting.
+
+    What a destination records for :func:`forget_introduced_srs`.
+    """
+    return {sr_uuid for sr_uuid in set(volume_sr_uuid_map.values())
+            if volume_utils.find_sr_by_uuid(session, sr_uuid) is not None}
+
+
 class TestBuildVolumeSrUuidMap(base.TestCase):
 
     def test_legacy_uuid5_and_explicit(self):
@@ -229,7 +238,7 @@ class TestDestinationRollback(base.TestCase):
         session.add_sr(uuid5(VOL_B))  # pre-existing (shared target SR)
         vmap = {VOL_A: legacy(VOL_A), VOL_B: uuid5(VOL_B),
                 VOL_C: legacy(VOL_C)}
-        preexisting = live_migration.find_preexisting_srs(session, vmap)
+        preexisting = find_preexisting_srs(session, vmap)
         self.assertEqual({uuid5(VOL_B)}, preexisting)
         # pre_live_migration then introduces A and C under the source names.
         for volume_id in (VOL_A, VOL_C):
@@ -414,7 +423,7 @@ class TestEndToEndWithFakePools(base.TestCase):
         vmap = live_migration.build_volume_sr_uuid_map(source, info, "auto")
         # 2. destination (uuid5 naming configured!)
         dest = FakeSession()
-        preexisting = live_migration.find_preexisting_srs(dest, vmap)
+        preexisting = find_preexisting_srs(dest, vmap)
         injected = live_migration.inject_source_sr_uuids(info, vmap)
         sr_uuid_map = {}
         for item in injected["block_device_mapping"]:

@@ -7,12 +7,16 @@ import os
 from nova_xenapi_resign import exception
 from nova_xenapi_resign.lvhd import create
 from nova_xenapi_resign.lvhd import device
+from nova_xenapi_resign.lvhd import libdm_config
 from nova_xenapi_resign.lvhd import lvm
-from nova_xenapi_resign.lvhd import lvm_text
+from nova_xenapi_resign.lvhd import lvm_id
+from nova_xenapi_resign.lvhd import naming
 from nova_xenapi_resign.lvhd import sr
 from nova_xenapi_resign.lvhd import srmetadata
+from nova_xenapi_resign.lvhd import vg_metadata
 from nova_xenapi_resign.lvhd import vhd
 from tests import base
+from tests import crash
 
 MIB = 1024 * 1024
 SR = "5f0c2d4e-8a1b-4c3d-9e2f-0a1b2c3d4e5f"
@@ -36,6 +40,11 @@ def tree():
                        hidden=True, read_only=True),
         create.VdiSpec(PLAIN, "vhd", 16 * MIB, type="system"),
     )
+
+
+def planned(plan):
+    """Bytes the plan writes."""
+    return sum(len(data) for _, data in plan.writes)
 
 
 class FormatSrTest(base.TestCase):
@@ -81,7 +90,8 @@ class FormatSrTest(base.TestCase):
             self.assertFalse(child.read_only)
             self.assertEqual(3, len(child.locator_paths))
             for path in child.locator_paths:
-                self.assertEqual("./" + vhd.lvhd_parent_name(SR, BASE), path)
+                self.assertEqual("./" + naming.lvhd_parent_name(SR, BASE),
+                                 path)
         self.assertEqual("a <disk> & more", leaf.name_description)
         self.assertFalse(leaf.is_a_snapshot)
         self.assertTrue(snap.is_a_snapshot)
@@ -117,7 +127,7 @@ class FormatSrTest(base.TestCase):
                 ["name_label", "name_description", "uuid", "is_a_snapshot",
                  "snapshot_of", "snapshot_time", "type", "vdi_type",
                  "read_only", "managed", "metadata_of_pool", "deleted"],
-                list(rec.as_dict()))
+                [key for key, _ in rec.fields])
 
     def test_lvm_layout(self):
         path = self.image()
@@ -156,16 +166,32 @@ class FormatSrTest(base.TestCase):
         self.assertEqual((create.DEFAULT_CREATION_TIME, "xenapi-resign"),
                          (lv.creation_time, lv.creation_host))
 
-    def test_ids_are_derived(self):
+    def test_ids_are_valid_unique_and_tied_to_the_sr(self):
         model, _, _ = self.format(self.image())
-        self.assertEqual(lvm_text.derive_lvm_id("create", SR, "pv", "pv0"),
-                         model.vg.pvs[0].id)
-        self.assertEqual(lvm.format_lvm_id(model.pv_id), model.vg.pvs[0].id)
-        self.assertEqual(lvm_text.derive_lvm_id(
-            "create", SR, "vg", "VG_XenStorage-" + SR), model.vg.id)
-        for lv in model.vg.lvs:
-            self.assertEqual(lvm_text.derive_lvm_id("create", SR, "lv",
-                                                    lv.name), lv.id)
+        vg = model.vg
+        ids = [vg.id, vg.pvs[0].id] + [lv.id for lv in vg.lvs]
+        for value in ids:
+            self.assertTrue(lvm_id.is_lvm_id(value), value)
+        self.assertEqual(len(ids), len(set(ids)))
+        # The label and the text agree on the PV.
+        self.assertEqual(lvm_id.format_lvm_id(model.pv_id), vg.pvs[0].id)
+        # Another SR gets other ids for the same names; options that do not
+        # change the identity (size, host, time) keep them.
+        other, _, _ = self.format(self.image("other.img"), vdis=tree()[:1])
+        again, _, _ = self.format(self.image("again.img", size=96 * MIB),
+                                  creation_host="elsewhere",
+                                  creation_time=1)
+        self.assertEqual(ids, [again.vg.id, again.vg.pvs[0].id]
+                         + [lv.id for lv in again.vg.lvs])
+        with device.open_device(self.image("sr2.img"), writable=True) as dev:
+            sr2 = create.format_sr(dev, LEAF, tree()[:1])
+        self.assertTrue({sr2.vg.id, sr2.vg.pvs[0].id, sr2.vg.lv("MGT").id}
+                        .isdisjoint(ids))
+        self.assertEqual(other.vg.lv("MGT").id, vg.lv("MGT").id)
+        # A change detector on purpose: an SR formatted by an earlier
+        # release must keep the ids it was given (this value was produced
+        # by the release that fixed the id scheme).
+        self.assertEqual("YITiuk-1L3F-X04g-f1le-BAig-hgUJ-aJxzlL", vg.id)
 
     def test_text_is_raw_lvm_form(self):
         model, _, _ = self.format(self.image())
@@ -176,10 +202,11 @@ class FormatSrTest(base.TestCase):
         self.assertIn('\nstripes = [\n"pv0", 0\n]\n}\n}\n', text)
         self.assertTrue(text.endswith("# Wed Jan  1 00:00:00 2020\n\n"))
         self.assertNotIn("\t", text.split("\n}\n# Generated")[0])
-        # lvm_text writes it back byte for byte.
-        vg = lvm_text.parse_vg(text)
-        self.assertEqual(text, lvm_text.render_vg(vg, form="raw"))
-        self.assertEqual(text, lvm_text.serialize(lvm_text.parse(text)))
+        # vg_metadata writes it back byte for byte.
+        vg = vg_metadata.parse_vg(text)
+        self.assertEqual(text, vg_metadata.render_vg(vg, form="raw"))
+        self.assertEqual(text,
+                         libdm_config.serialize(libdm_config.parse(text)))
 
     def test_vhd_lvs(self):
         path = self.image()
@@ -205,7 +232,7 @@ class FormatSrTest(base.TestCase):
                     header = vhd.parse_header(image[512:1536])
                     self.assertEqual(create.footer_uuid(SR, spec.parent),
                                      header.parent_uuid)
-                    self.assertEqual(vhd.lvhd_parent_name(SR, spec.parent),
+                    self.assertEqual(naming.lvhd_parent_name(SR, spec.parent),
                                      header.parent_name)
 
     def test_empty_sr(self):
@@ -238,21 +265,58 @@ class FormatSrTest(base.TestCase):
         with device.open_device(path, writable=True) as dev:
             plan = create.plan_format(SR, tree(), device_size=dev.size)
             create.apply_plan(dev, plan)
-            self.assertEqual(plan.bytes_to_write, dev.bytes_written)
+            self.assertEqual(planned(plan), dev.bytes_written)
         images = sum(len(create.vhd_contents(SR, s)) for s in tree()
                      if s.vdi_type == "vhd")
         mgt = len(create.mgt_contents(SR, tree()))
         self.assertEqual(2048 + 5 * 1024, mgt)
         text = -(-(len(plan.text) + 1) // 512) * 512
         self.assertEqual(4096 + 512 + text + mgt + images,
-                         plan.bytes_to_write)
-        self.assertLess(plan.bytes_to_write, 64 * 1024)
+                         planned(plan))
+        self.assertLess(planned(plan), 64 * 1024)
         # Label sectors last, then the mda header before them.
-        self.assertEqual(0, plan.writes[-1][0])
-        self.assertEqual(4096, plan.writes[-2][0])
+        self.assertEqual(["contents", "mda header", "label"],
+                         [step.what for step in plan.steps])
+        self.assertEqual(((0, plan.writes[-1][1]),), plan.steps[-1].writes)
+        self.assertEqual(4096, plan.steps[1].writes[0][0])
         for offset, data in plan.writes:
             self.assertEqual(0, offset % 512)
             self.assertEqual(0, len(data) % 512)
+
+    def test_interrupted_format_is_not_an_sr_and_a_rerun_finishes(self):
+        plan = create.plan_format(SR, tree(), device_size=64 * MIB)
+        done = self.image("done.img")
+        self.format(done)
+        for k in range(1, len(plan.writes) + 1):
+            path = self.image("crash%d.img" % k)
+            with crash.CrashingDevice(path, True, k) as dev:
+                self.assertRaises(crash.Crash, create.apply_plan, dev, plan)
+            # Until the label lands there is no PV on the blank device.
+            with device.open_device(path) as dev:
+                self.assertRaises(exception.FormatError, lvm.read_pv, dev)
+            model, _, _ = self.format(path)
+            self.assertEqual((), model.problems)
+            self.assertEqual(self.digest(done), self.digest(path))
+
+    def test_apply_plan_fsyncs_after_each_step(self):
+        plan = create.plan_format(SR, tree(), device_size=64 * MIB)
+        events = []
+
+        class Recording(device.Device):
+            def write(self, offset, data):
+                events.append(offset)
+                super().write(offset, data)
+
+            def fsync(self):
+                events.append("fsync")
+                super().fsync()
+
+        with Recording(self.image(), writable=True) as dev:
+            create.apply_plan(dev, plan)
+        expected = []
+        for step in plan.steps:
+            expected += [offset for offset, _ in step.writes] + ["fsync"]
+        self.assertEqual(expected, events)
 
     def test_creation_time_zero_omits_lv_times(self):
         model, _, _ = self.format(self.image(), creation_time=0,
@@ -385,71 +449,3 @@ class FormatSrTest(base.TestCase):
             self.assertRaises(exception.InvalidInput, create.apply_plan,
                               dev, plan)
             self.assertEqual(0, dev.writes)
-
-
-class AddVdisTest(base.TestCase):
-
-    def image(self, size=64 * MIB):
-        path = os.path.join(self.tmpdir, "lun%d.img" % len(os.listdir(
-            self.tmpdir)))
-        with open(path, "wb") as f:
-            f.truncate(size)
-        return path
-
-    def test_same_sr_as_formatting_at_once(self):
-        whole, parts = self.image(), self.image()
-        with device.open_device(whole, writable=True) as dev:
-            expected = create.format_sr(dev, SR, tree())
-        with device.open_device(parts, writable=True) as dev:
-            create.format_sr(dev, SR, tree()[:1])
-            create.add_vdis(dev, tree()[1:3])
-            model = create.add_vdis(dev, tree()[3:])
-        self.assertEqual((), model.problems)
-        self.assertEqual(expected.vdis, model.vdis)
-        self.assertEqual(expected.lvs, model.lvs)
-        self.assertEqual(expected.mgt, model.mgt)
-        self.assertEqual(3, model.vg.seqno)
-
-        def stable(text):
-            return [line for line in text.decode().splitlines()
-                    if not line.startswith(("seqno", "description"))]
-        self.assertEqual(stable(expected.pv.committed_text),
-                         stable(model.pv.committed_text))
-        header = model.pv.mdas[0].header
-        self.assertGreater(header.committed.offset, 512)
-
-    def test_parent_already_in_sr(self):
-        path = self.image()
-        with device.open_device(path, writable=True) as dev:
-            create.format_sr(dev, SR, tree()[:1])
-            model = create.add_vdis(dev, [tree()[1]])
-        self.assertEqual((), model.problems)
-        self.assertEqual(BASE, model.vdi(LEAF).parent_uuid)
-
-    def test_refusals_write_nothing(self):
-        path = self.image(size=24 * MIB)
-        with device.open_device(path, writable=True) as dev:
-            create.format_sr(dev, SR, tree()[:2])
-            for bad in ([tree()[0]],                        # uuid exists
-                        [create.VdiSpec(SNAP, "vhd", MIB,
-                                        parent=RAW)],       # no parent
-                        [create.VdiSpec(RAW, "raw", 64 * MIB)]):  # no room
-                before = dev.writes
-                self.assertRaises(exception.InvalidInput, create.add_vdis,
-                                  dev, bad)
-                self.assertEqual(before, dev.writes)
-            self.assertEqual((), create.add_vdis(dev, []).problems)
-
-    def test_refuses_damaged_sr(self):
-        path = self.image()
-        with device.open_device(path, writable=True) as dev:
-            plan = create.plan_format(SR, tree()[:2], device_size=dev.size)
-            # Everything but the MGT contents: the SR has problems.
-            mgt_at = plan.lv_offset("MGT")
-            for offset, data in plan.writes:
-                if offset != mgt_at:
-                    dev.write(offset, data)
-            before = dev.writes
-            self.assertRaises(exception.UnsafeOperation, create.add_vdis,
-                              dev, [tree()[4]])
-            self.assertEqual(before, dev.writes)

@@ -8,10 +8,11 @@ from nova_xenapi_resign import exception
 from nova_xenapi_resign.lvhd import create
 from nova_xenapi_resign.lvhd import device
 from nova_xenapi_resign.lvhd import lvm
-from nova_xenapi_resign.lvhd import lvm_text
 from nova_xenapi_resign.lvhd import sr as sr_mod
+from nova_xenapi_resign.lvhd import vg_metadata
 from nova_xenapi_resign import resign
 from tests import base
+from tests.crash import Crash, CrashingDevice
 
 MiB = 1024 * 1024
 SR = "3f1c4a52-0d2e-4c51-9b8e-7f3d2a1b0c9d"
@@ -45,10 +46,10 @@ def make_sr(path, vdis=None, size=16 * MiB, sr_uuid=SR):
 def rewrite_vg(dev, lvs=None):
     """Commit new LVM metadata (seqno + 1, LVs renamed by ``lvs``)."""
     pv = lvm.read_pv(dev)
-    vg = lvm_text.parse_vg(pv.committed_text)
-    new = lvm_text.reidentify(vg, name=vg.name, vg_id=vg.id, pv_ids={},
-                              lvs=lvs or {}, seqno=vg.seqno + 1)
-    text = lvm_text.render_vg(new).encode()
+    vg = vg_metadata.parse_vg(pv.committed_text)
+    new = vg_metadata.reidentify(vg, name=vg.name, vg_id=vg.id, pv_ids={},
+                                 lvs=lvs or {}, seqno=vg.seqno + 1)
+    text = vg_metadata.render_vg(new).encode()
     for mda in pv.mdas:
         tw = lvm.plan_text_write(mda.header, text)
         for offset, data in tw.writes:
@@ -67,26 +68,6 @@ def write_mgt(dev, vdis):
 def read(path):
     with open(path, "rb") as f:
         return f.read()
-
-
-class Crash(Exception):
-    """The machine stopped: not a ResignException, nothing catches it."""
-
-
-class CrashingDevice(device.Device):
-    """Stops at the k-th write; ``torn`` writes part of its last sector."""
-
-    def __init__(self, path, writable, k, torn):
-        super().__init__(path, writable=writable)
-        self.k, self.torn = k, torn
-
-    def write(self, offset, data):
-        if self.writes + 1 == self.k:
-            if self.torn:
-                cut = len(data) - 512 + 40
-                os.pwrite(self._fd, bytes(data[:cut]), offset)
-            raise Crash("crash at write %d" % self.k)
-        super().write(offset, data)
 
 
 class RecordingDevice(device.Device):

@@ -2,9 +2,13 @@
 
 import os
 import pickle
+import subprocess
+import sys
 import time
+import urllib.request
 
 from nova_xenapi_resign.simulator import api
+from nova_xenapi_resign.simulator import fixture
 from nova_xenapi_resign.simulator import san as sanmod
 from tests import base
 
@@ -84,3 +88,25 @@ class DispatchTest(base.TestCase):
         self.assertEqual("cancelled",
                          self.call("task.get_status", task)["Value"])
         time.sleep(0)
+
+
+class FixtureTest(base.TestCase):
+    """The shipped SimulatorFixture needs no test-only package."""
+
+    def test_imports_without_the_fixtures_package(self):
+        code = ("import sys; sys.modules['fixtures'] = None; "
+                "from nova_xenapi_resign.simulator import fixture; "
+                "print(fixture.SimulatorFixture.__mro__[1].__name__)")
+        out = subprocess.run([sys.executable, "-c", code], check=True,
+                             capture_output=True, text=True).stdout
+        self.assertEqual("object\n", out)
+
+    def test_context_manager_starts_and_stops_everything(self):
+        san_dir = os.path.join(self.tmpdir, "san")
+        os.mkdir(san_dir)
+        with fixture.SimulatorFixture(pools=1, san_dir=san_dir) as sim:
+            x = sim.session(0).xenapi
+            self.assertEqual(1, len(x.pool.get_all()))
+            url = sim.urls[0]
+        self.assertRaises(OSError, urllib.request.urlopen, url, timeout=5)
+        self.assertTrue(os.path.isdir(san_dir))     # not ours: kept

@@ -11,7 +11,7 @@ import os
 from nova_xenapi_resign import exception
 from nova_xenapi_resign.simulator import api
 from nova_xenapi_resign.simulator import san as sanmod
-from nova_xenapi_resign.simulator import storage
+from nova_xenapi_resign.simulator import sm
 from tests import base
 
 PORTAL = "192.0.2.9:3260"
@@ -179,10 +179,10 @@ class LvmoIscsiTest(_LvmoBase):
         del self.reader.images[self.path]
         xml = self.call("SR.probe", self.host, self.dc, "lvmoiscsi", {})
         self.assertNotIn("<UUID>", xml)
-        self.assertEqual(storage.srlist_xml([]), xml)
+        self.assertEqual(sm.srlist_xml([]), xml)
 
     def test_default_reader_uses_lvhd_library(self):
-        reader = storage.LvhdReader()
+        reader = sm.LvhdReader()
         try:
             from nova_xenapi_resign.lvhd import sr as lvhd_sr  # noqa
         except ImportError:

@@ -1,16 +1,14 @@
 """Unit tests for nova_xenapi_resign.lvhd.srmetadata (the MGT format)."""
 
-import os
 from xml.dom import minidom
 
-from hypothesis import assume, given, settings, strategies as st
+from hypothesis import assume, given, strategies as st
 
 from nova_xenapi_resign import exception
 from nova_xenapi_resign.lvhd import srmetadata as sm
 from tests import base
+from tests.fuzz import FUZZ
 
-FUZZ = settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", "200")),
-                deadline=None)
 
 SR = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
 V1 = "11111111-1111-1111-1111-111111111111"

@@ -1,18 +1,18 @@
 """Unit tests for nova_xenapi_resign.lvhd.vhd (pure VHD structures)."""
 
 import dataclasses
-import os
 import struct
 import uuid
 
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, strategies as st
 
 from nova_xenapi_resign import exception
+from nova_xenapi_resign.lvhd import create
+from nova_xenapi_resign.lvhd import naming
 from nova_xenapi_resign.lvhd import vhd
 from tests import base
+from tests.fuzz import FUZZ
 
-FUZZ = settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", "200")),
-                deadline=None)
 
 SR = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
 NEW_SR = "0f0f0f0f-1111-2222-3333-444444444444"
@@ -24,9 +24,37 @@ MIB = 1024 * 1024
 
 
 def child_image(size=8 * MIB, **kw):
-    name = vhd.lvhd_parent_name(SR, PARENT_VDI)
-    return vhd.build_dynamic_vhd(size, uuid=CHILD_UID,
-                                 parent=(name, PARENT_UID), **kw)
+    name = naming.lvhd_parent_name(SR, PARENT_VDI)
+    return create.build_dynamic_vhd(size, uuid=CHILD_UID,
+                                    parent=(name, PARENT_UID), **kw)
+
+
+def with_checksum(footer):
+    """``footer`` with its ``checksum`` field as a renderer computes it."""
+    return dataclasses.replace(footer, checksum=vhd.checksum(
+        vhd.render_footer(footer), 64))
+
+
+def set_hidden(footer, hidden):
+    """``footer`` with blktap's hidden flag set or cleared, checksum fixed.
+
+    What ``vhd-util set -f hidden`` does to both footer copies.
+    """
+    changed = dataclasses.replace(footer, hidden=1 if hidden else 0)
+    return vhd.parse_footer(vhd.render_footer(changed))
+
+
+def apply_writes(region, writes):
+    """Apply ``(offset, bytes)`` writes to a copy of ``region``.
+
+    The region grows when a write reaches past its end.
+    """
+    out = bytearray(region)
+    for offset, data in writes:
+        if offset + len(data) > len(out):
+            out.extend(bytes(offset + len(data) - len(out)))
+        out[offset:offset + len(data)] = data
+    return bytes(out)
 
 
 class TestChecksum(base.TestCase):
@@ -52,8 +80,8 @@ class TestFooter(base.TestCase):
 
     def setUp(self):
         super().setUp()
-        self.image = vhd.build_dynamic_vhd(8 * MIB, uuid=PARENT_UID,
-                                           timestamp=1234)
+        self.image = create.build_dynamic_vhd(8 * MIB, uuid=PARENT_UID,
+                                              timestamp=1234)
         self.raw = self.image[:512]
 
     def test_fields(self):
@@ -115,19 +143,19 @@ class TestFooter(base.TestCase):
 
     def test_hidden_flag(self):
         f = vhd.parse_footer(self.raw)
-        hidden = vhd.set_hidden(f, True)
+        hidden = set_hidden(f, True)
         raw = vhd.render_footer(hidden)
         self.assertEqual(1, raw[85])
-        self.assertTrue(vhd.is_hidden(vhd.parse_footer(raw)))
+        self.assertTrue(vhd.parse_footer(raw).is_hidden)
         self.assertEqual(raw, vhd.render_footer(vhd.parse_footer(raw)))
         # Only byte 85 and the checksum differ.
         diff = [i for i in range(512) if raw[i] != self.raw[i]]
         self.assertTrue(set(diff) <= {64, 65, 66, 67, 85}, diff)
-        cleared = vhd.render_footer(vhd.set_hidden(hidden, False))
+        cleared = vhd.render_footer(set_hidden(hidden, False))
         self.assertEqual(self.raw, cleared)
 
     def test_build_hidden(self):
-        image = vhd.build_dynamic_vhd(4 * MIB, hidden=True)
+        image = create.build_dynamic_vhd(4 * MIB, hidden=True)
         self.assertTrue(vhd.parse_footer(image).is_hidden)
         self.assertTrue(vhd.parse_footer(image[-512:]).is_hidden)
 
@@ -147,11 +175,11 @@ class TestFooter(base.TestCase):
 
     def test_uuid_forms(self):
         for form in (PARENT_UID, PARENT_UID.bytes, str(PARENT_UID)):
-            image = vhd.build_dynamic_vhd(4 * MIB, uuid=form)
+            image = create.build_dynamic_vhd(4 * MIB, uuid=form)
             self.assertEqual(PARENT_UID, vhd.parse_footer(image).uuid)
-        self.assertRaises(exception.InvalidInput, vhd.build_dynamic_vhd,
+        self.assertRaises(exception.InvalidInput, create.build_dynamic_vhd,
                           4 * MIB, uuid="nope")
-        self.assertRaises(exception.InvalidInput, vhd.build_dynamic_vhd,
+        self.assertRaises(exception.InvalidInput, create.build_dynamic_vhd,
                           4 * MIB, uuid=b"short")
 
 
@@ -171,7 +199,8 @@ class TestHeader(base.TestCase):
         self.assertEqual(2 * MIB, h.block_size)
         self.assertEqual(PARENT_UID, h.parent_uuid)
         self.assertFalse(h.parent_is_raw)
-        self.assertEqual(vhd.lvhd_parent_name(SR, PARENT_VDI), h.parent_name)
+        self.assertEqual(naming.lvhd_parent_name(SR, PARENT_VDI),
+                         h.parent_name)
         codes = [loc.platform for loc in h.locators]
         self.assertEqual(["MacX", "W2ku", "W2ru"] + ["none"] * 5, codes)
         # blktap's layout: locators after the batmap, one sector each.
@@ -183,7 +212,7 @@ class TestHeader(base.TestCase):
                          [loc.data_length for loc in h.locators[:3]])
 
     def test_parent_name_is_utf16be(self):
-        name = vhd.lvhd_parent_name(SR, PARENT_VDI)
+        name = naming.lvhd_parent_name(SR, PARENT_VDI)
         self.assertEqual(name.encode("utf-16-be"),
                          self.raw[64:64 + 2 * len(name)])
         self.assertEqual(bytes(512 - 2 * len(name)),
@@ -194,7 +223,7 @@ class TestHeader(base.TestCase):
             self.raw)))
 
     def test_dynamic_has_no_locators(self):
-        image = vhd.build_dynamic_vhd(8 * MIB)
+        image = create.build_dynamic_vhd(8 * MIB)
         h = vhd.parse_header(image[512:1536])
         self.assertEqual((), h.locator_slots())
         self.assertTrue(h.parent_is_raw)
@@ -235,7 +264,10 @@ class TestHeader(base.TestCase):
         self.assertEqual(b"tdbatmap", header[:8])
         offset, secs, version, csum = struct.unpack(">QIII", header[8:28])
         self.assertEqual((2560, 1, 0x00010002), (offset, secs, version))
-        self.assertEqual(vhd.batmap_checksum(self.image[2560:3072]), csum)
+        # blktap's vhd_checksum_batmap: ones' complement of the byte sum,
+        # 0xFFFFFFFF for the all-zero map of an empty VHD.
+        self.assertEqual(bytes(512), self.image[2560:3072])
+        self.assertEqual(0xFFFFFFFF, csum)
 
     def test_bat_unused(self):
         bat = self.image[1536:2048]
@@ -262,14 +294,14 @@ class TestLocators(base.TestCase):
                           vhd.PLAT_CODE_MACX, "caf\u00e9")
 
     def test_lengths_match_formats_md(self):
-        name = vhd.lvhd_parent_name(SR, PARENT_VDI)
+        name = naming.lvhd_parent_name(SR, PARENT_VDI)
         self.assertEqual(101, len(name))
         self.assertEqual(110, len(vhd.encode_locator(vhd.PLAT_CODE_MACX,
                                                      "./" + name)))
         self.assertEqual(206, len(vhd.encode_locator(vhd.PLAT_CODE_W2KU,
                                                      "./" + name)))
-        self.assertEqual(100, len(vhd.lvhd_parent_name(SR, PARENT_VDI,
-                                                       raw=True)))
+        self.assertEqual(100, len(naming.lvhd_parent_name(SR, PARENT_VDI,
+                                                          raw=True)))
 
     def test_decode(self):
         for code in vhd.PATH_LOCATOR_CODES:
@@ -321,11 +353,11 @@ class TestLocators(base.TestCase):
         lv = vhd.parse_lv_start(image)
         region = image[:lv.region_end]
         paths = vhd.read_parent_locators(lv.header, region)
-        expected = "./" + vhd.lvhd_parent_name(SR, PARENT_VDI)
+        expected = "./" + naming.lvhd_parent_name(SR, PARENT_VDI)
         self.assertEqual([0, 1, 2], [p.index for p in paths])
         self.assertEqual([expected] * 3, [p.path for p in paths])
-        self.assertEqual(vhd.lvhd_parent_name(SR, PARENT_VDI),
-                         paths[0].basename)
+        self.assertEqual(naming.lvhd_parent_name(SR, PARENT_VDI),
+                         lv.header.parent_name)
         calls = []
 
         def read(offset, length):
@@ -347,7 +379,7 @@ class TestLvStart(base.TestCase):
         image = child_image()
         lv = vhd.parse_lv_start(image[:vhd.INITIAL_READ])
         self.assertEqual(4608, vhd.header_region(lv.footer, lv.header))
-        dyn = vhd.build_dynamic_vhd(8 * MIB)
+        dyn = create.build_dynamic_vhd(8 * MIB)
         lv = vhd.parse_lv_start(dyn)
         self.assertEqual(1536, lv.region_end)
 
@@ -366,7 +398,7 @@ class TestLvStart(base.TestCase):
 
     def test_trailing_footer_mismatch(self):
         image = child_image()
-        other = vhd.build_dynamic_vhd(8 * MIB)[-512:]
+        other = create.build_dynamic_vhd(8 * MIB)[-512:]
         exc = self.assertRaises(exception.VhdFormatError,
                                 vhd.parse_lv_start, image, "/dev/lv",
                                 trailing=other, trailing_offset=99)
@@ -400,27 +432,27 @@ class TestNames(base.TestCase):
         self.assertEqual(
             "VG_XenStorage--aaaaaaaa--bbbb--cccc--dddd--eeeeeeeeeeee-VHD--"
             "12345678--1234--1234--1234--123456789abc",
-            vhd.lvhd_parent_name(SR, PARENT_VDI))
-        self.assertTrue(vhd.lvhd_parent_name(SR, PARENT_VDI, raw=True)
+            naming.lvhd_parent_name(SR, PARENT_VDI))
+        self.assertTrue(naming.lvhd_parent_name(SR, PARENT_VDI, raw=True)
                         .endswith("-LV--12345678--1234--1234--1234--"
                                   "123456789abc"))
 
     def test_round_trip(self):
         for raw in (False, True):
-            name = vhd.lvhd_parent_name(SR, PARENT_VDI, raw=raw)
+            name = naming.lvhd_parent_name(SR, PARENT_VDI, raw=raw)
             self.assertEqual((SR, PARENT_VDI, raw),
-                             vhd.parse_lvhd_parent_name(name))
+                             naming.parse_lvhd_parent_name(name))
             self.assertEqual((SR, PARENT_VDI, raw),
-                             vhd.parse_lvhd_parent_name("./" + name))
+                             naming.parse_lvhd_parent_name("./" + name))
 
     def test_split_dm_name(self):
-        self.assertEqual(("vg-a", "lv-b"), vhd.split_dm_name("vg--a-lv--b"))
-        self.assertRaises(exception.InvalidInput, vhd.split_dm_name,
+        self.assertEqual(("vg-a", "lv-b"), naming.split_dm_name("vg--a-lv--b"))
+        self.assertRaises(exception.InvalidInput, naming.split_dm_name,
                           "no--dash")
         self.assertRaises(exception.InvalidInput,
-                          vhd.parse_lvhd_parent_name, "vg-lv")
+                          naming.parse_lvhd_parent_name, "vg-lv")
         self.assertRaises(exception.InvalidInput,
-                          vhd.parse_lvhd_parent_name,
+                          naming.parse_lvhd_parent_name,
                           "VG_XenStorage--x-MGT")
 
 
@@ -431,7 +463,7 @@ class TestPlanParentChange(base.TestCase):
         self.image = child_image()
         self.lv = vhd.parse_lv_start(self.image)
         self.region = self.image[:self.lv.region_end]
-        self.new_name = vhd.lvhd_parent_name(NEW_SR, NEW_PARENT_VDI)
+        self.new_name = naming.lvhd_parent_name(NEW_SR, NEW_PARENT_VDI)
 
     def plan(self, **kw):
         return vhd.plan_parent_change(self.lv.footer, self.lv.header,
@@ -446,7 +478,7 @@ class TestPlanParentChange(base.TestCase):
         self.assertEqual(1024, len(writes[-1][1]))
 
     def test_result_reparses(self):
-        new = vhd.apply_writes(self.image, self.plan())
+        new = apply_writes(self.image, self.plan())
         lv = vhd.parse_lv_start(new, trailing=new[-512:])
         self.assertTrue(lv.trailing_footer_ok)
         self.assertEqual(self.new_name, lv.header.parent_name)
@@ -462,7 +494,7 @@ class TestPlanParentChange(base.TestCase):
         self.assertEqual(len(self.image), len(new))
 
     def test_exact_payload_bytes(self):
-        new = vhd.apply_writes(self.image, self.plan())
+        new = apply_writes(self.image, self.plan())
         macx = ("file://./" + self.new_name).encode()
         self.assertEqual(macx + bytes(512 - len(macx)), new[3072:3584])
         w2 = (".\\" + self.new_name).encode("utf-16-le")
@@ -471,18 +503,18 @@ class TestPlanParentChange(base.TestCase):
 
     def test_new_parent_uuid(self):
         new_uid = uuid.UUID("99999999-8888-7777-6666-555555555555")
-        new = vhd.apply_writes(self.image, self.plan(new_parent_uuid=new_uid))
+        new = apply_writes(self.image, self.plan(new_parent_uuid=new_uid))
         self.assertEqual(new_uid, vhd.parse_lv_start(new).header.parent_uuid)
-        new = vhd.apply_writes(self.image,
-                               self.plan(new_parent_uuid=str(new_uid)))
+        new = apply_writes(self.image,
+                           self.plan(new_parent_uuid=str(new_uid)))
         self.assertEqual(new_uid, vhd.parse_lv_start(new).header.parent_uuid)
 
     def test_idempotent(self):
-        once = vhd.apply_writes(self.image, self.plan())
+        once = apply_writes(self.image, self.plan())
         lv = vhd.parse_lv_start(once)
         again = vhd.plan_parent_change(lv.footer, lv.header, once,
                                        self.new_name)
-        self.assertEqual(once, vhd.apply_writes(once, again))
+        self.assertEqual(once, apply_writes(once, again))
 
     def test_callable_source(self):
         read = lambda o, n: self.image[o:o + n]  # noqa: E731
@@ -490,7 +522,7 @@ class TestPlanParentChange(base.TestCase):
             self.lv.footer, self.lv.header, read, self.new_name))
 
     def test_shorter_name_zero_fills_space(self):
-        new = vhd.apply_writes(self.image, vhd.plan_parent_change(
+        new = apply_writes(self.image, vhd.plan_parent_change(
             self.lv.footer, self.lv.header, self.region, "short"))
         lv = vhd.parse_lv_start(new)
         self.assertEqual([14, 14, 14],
@@ -513,7 +545,7 @@ class TestPlanParentChange(base.TestCase):
                           "./" + "y" * 257)
 
     def test_requires_differencing(self):
-        dyn = vhd.build_dynamic_vhd(8 * MIB)
+        dyn = create.build_dynamic_vhd(8 * MIB)
         lv = vhd.parse_lv_start(dyn)
         self.assertRaises(exception.VhdFormatError, vhd.plan_parent_change,
                           lv.footer, lv.header, dyn, "p")
@@ -540,7 +572,7 @@ class TestPlanParentChange(base.TestCase):
         for offset, data in writes:
             self.assertEqual(0, offset % 512)
             self.assertEqual(0, len(data) % 512)
-        new = vhd.apply_writes(bytes(region), writes)
+        new = apply_writes(bytes(region), writes)
         self.assertEqual(b"\xaa" * 100, new[4096:4196])
         lv = vhd.parse_lv_start(new)
         self.assertEqual(1, lv.header.locators[0].data_space)
@@ -562,17 +594,17 @@ class TestPlanParentChange(base.TestCase):
 class TestBuild(base.TestCase):
 
     def test_sizes_and_layout(self):
-        image = vhd.build_dynamic_vhd(8 * MIB)
+        image = create.build_dynamic_vhd(8 * MIB)
         self.assertEqual(3584, len(image))
         image = child_image()
         self.assertEqual(5120, len(image))
-        big = vhd.build_dynamic_vhd(1024 * MIB)   # 512 BAT entries
+        big = create.build_dynamic_vhd(1024 * MIB)   # 512 BAT entries
         h = vhd.parse_lv_start(big).header
         self.assertEqual(512, h.max_table_entries)
         self.assertEqual(b"tdbatmap", big[1536 + 2048:1536 + 2048 + 8])
 
     def test_custom_locators_and_raw_parent(self):
-        image = vhd.build_dynamic_vhd(
+        image = create.build_dynamic_vhd(
             4 * MIB, parent=("LV-x", None, ("W2ru",)))
         lv = vhd.parse_lv_start(image)
         self.assertTrue(lv.header.parent_is_raw)
@@ -580,12 +612,13 @@ class TestBuild(base.TestCase):
                                     lv.header.locator_slots()])
 
     def test_invalid_arguments(self):
-        self.assertRaises(exception.InvalidInput, vhd.build_dynamic_vhd, 100)
-        self.assertRaises(exception.InvalidInput, vhd.build_dynamic_vhd,
+        self.assertRaises(exception.InvalidInput, create.build_dynamic_vhd,
+                          100)
+        self.assertRaises(exception.InvalidInput, create.build_dynamic_vhd,
                           4 * MIB, block_size=1000)
-        self.assertRaises(exception.InvalidInput, vhd.build_dynamic_vhd,
+        self.assertRaises(exception.InvalidInput, create.build_dynamic_vhd,
                           4 * MIB, lv_size=1024)
-        self.assertRaises(exception.InvalidInput, vhd.build_dynamic_vhd,
+        self.assertRaises(exception.InvalidInput, create.build_dynamic_vhd,
                           4 * MIB, parent=("p", None, ("Nope",)))
 
 
@@ -656,7 +689,7 @@ class TestFuzz(base.TestCase):
                                disk_type, uid, saved, hidden, reserved):
         if disk_type != vhd.DISK_FIXED:
             data_offset -= data_offset % 512
-        f = vhd.with_checksum(vhd.Footer(
+        f = with_checksum(vhd.Footer(
             data_offset=data_offset, current_size=size, disk_type=disk_type,
             unique_id=uid, timestamp=timestamp, creator_app=app,
             saved_state=saved, hidden=hidden, reserved=reserved))
