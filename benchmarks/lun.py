@@ -5,6 +5,7 @@ on every machine); loop devices let the real LVM tools and our engine be
 measured on identical block devices, I/O counted by the kernel.
 """
 
+import collections
 import contextlib
 import os
 import subprocess
@@ -58,26 +59,34 @@ def loop_device(image):
         subprocess.run(["losetup", "--detach", dev], check=False)
 
 
-def io_sectors(dev):
-    """(sectors read, sectors written) of a block device so far."""
+class Io(collections.namedtuple("Io", "read written flushes")):
+    """Bytes read, bytes written and flush requests, as the kernel counts."""
+
+
+def io_counters(dev):
+    """A block device's :class:`Io` so far, from /sys/block/<dev>/stat.
+
+    Fields 3 and 7 are sectors read and written (512 bytes each, whatever
+    the device's sector size), field 16 the flush requests (barriers).
+    """
     with open("/sys/block/%s/stat" % os.path.basename(dev)) as f:
-        fields = f.read().split()
-    return int(fields[2]), int(fields[6])
+        fields = [int(x) for x in f.read().split()]
+    return Io(fields[2] * SECTOR, fields[6] * SECTOR, fields[15])
 
 
 def measured(dev, func):
-    """Run ``func()``; return (result, seconds, bytes read, bytes written).
+    """Run ``func()``; return (result, seconds, :class:`Io` of the run).
 
     Dirty pages of earlier image copies are flushed first, so neither tool
     pays for the other's writeback.
     """
     os.sync()
-    r0, w0 = io_sectors(dev)
+    before = io_counters(dev)
     start = time.perf_counter()
     result = func()
     seconds = time.perf_counter() - start
-    r1, w1 = io_sectors(dev)
-    return result, seconds, (r1 - r0) * SECTOR, (w1 - w0) * SECTOR
+    after = io_counters(dev)
+    return result, seconds, Io(*(b - a for a, b in zip(before, after)))
 
 
 def lvm(dev, command, *args):
@@ -99,3 +108,13 @@ def print_table(title, header, rows):
     print(line % tuple("-" * w for w in widths))
     for row in rows:
         print(line % tuple(row))
+
+
+class RecordingDevice(device.Device):
+    """Records the offset of every write (in ``offsets``)."""
+
+    offsets: list = []
+
+    def write(self, offset, data):
+        RecordingDevice.offsets.append(offset)
+        super().write(offset, data)

@@ -669,15 +669,75 @@ def plan(insp: Inspection, target_sr_uuid: str,
 
 # --- apply and verify ---
 
+def _sectors(writes) -> dict:
+    """sector offset -> the bytes the last of ``writes`` puts there."""
+    sectors = {}
+    for w in writes:
+        for i in range(0, len(w.data), device_mod.SECTOR_SIZE):
+            sectors[w.offset + i] = w.data[i:i + device_mod.SECTOR_SIZE]
+    return sectors
+
+
+def _in_place(dev, p: Plan) -> set:
+    """Sectors the plan writes once that already hold those bytes.
+
+    Rewriting them changes nothing on disk at any crash point, so they are
+    left out; a sector written twice (an mda header: precommit, then
+    commit) is always written.
+    """
+    counts: dict = {}
+    for w in p.writes:
+        for i in range(0, len(w.data), device_mod.SECTOR_SIZE):
+            counts[w.offset + i] = counts.get(w.offset + i, 0) + 1
+    once = _sectors(p.writes)
+    found = set()
+    for offset, length, data in backup_mod.read_ranges(
+            dev, [(w.offset, len(w.data)) for w in p.writes]):
+        for i in range(0, length, device_mod.SECTOR_SIZE):
+            sector = offset + i
+            if (counts[sector] == 1 and once[sector]
+                    == data[i:i + device_mod.SECTOR_SIZE]):
+                found.add(sector)
+    return found
+
+
+def write_runs(writes, skip=frozenset()) -> list[tuple[int, bytes]]:
+    """(offset, bytes) runs of ``writes`` in order, minus ``skip`` sectors.
+
+    A write that starts where the run before it ends joins that run: one
+    device write per run instead of one per field, and the order of the
+    plan is kept.
+    """
+    runs: list[tuple[int, list]] = []
+    size = device_mod.SECTOR_SIZE
+    for w in writes:
+        for i in range(0, len(w.data), size):
+            offset = w.offset + i
+            if offset in skip:
+                continue
+            if runs and runs[-1][0] + size * len(runs[-1][1]) == offset:
+                runs[-1][1].append(w.data[i:i + size])
+            else:
+                runs.append((offset, [w.data[i:i + size]]))
+    return [(offset, b"".join(chunks)) for offset, chunks in runs]
+
+
 def apply(dev, p: Plan) -> None:
-    """Write the plan phase by phase, with an fsync after each phase."""
+    """Write the plan phase by phase, with an fsync after each group.
+
+    Within a phase, adjacent writes are merged into runs
+    (:func:`write_runs`), and sectors that already hold their bytes are
+    not written again.
+    """
+    skip = _in_place(dev, p)
     for group in PHASES:
         for phase in group:
-            writes = [w for w in p.writes if w.phase == phase]
-            for w in writes:
-                dev.write(w.offset, w.data)
+            runs = write_runs([w for w in p.writes if w.phase == phase],
+                              skip)
+            for offset, data in runs:
+                dev.write(offset, data)
             LOG.debug("%s: phase %s written (%d writes)", dev.path, phase,
-                      len(writes))
+                      len(runs))
         dev.fsync()
 
 

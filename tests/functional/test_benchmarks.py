@@ -29,6 +29,19 @@ class TestBenchmarksRun(base.FunctionalTestCase):
     def test_bench_resign(self):
         out = self.run_bench("bench_resign.py")
         self.assertIn("vgimportclone", out)
+        tables = out.split("\nchecks\n")
+        # Byte counts are exact (kernel counters), unlike times: the disk
+        # sees at most 1.25x the sectors that change; in-process and CLI
+        # end identical, a rerun writes nothing, crashed runs resume.
+        ratios = [float(line.split()[-4]) for line in
+                  tables[0].splitlines() if line[:1].isdigit()]
+        self.assertEqual(3, len(ratios), out)
+        self.assertTrue(all(r <= 1.25 for r in ratios), out)
+        checks = [line.split() for line in tables[1].splitlines()
+                  if line[:1].isdigit()]
+        self.assertEqual([["yes", "0"]] * 3, [c[3:5] for c in checks], out)
+        ok, total = checks[-1][5].split("/")
+        self.assertEqual(ok, total, out)
 
     def test_bench_cinder_hook(self):
         self.run_bench("bench_cinder_hook.py")

@@ -184,7 +184,7 @@ class TestPlanOfAnInterruptedRun(CliTestCase):
         _, err = self.cli(3, "plan", self.image, "--sr-uuid", TARGET,
                           "--backup-dir", os.path.join(self.tmpdir, "none"))
         self.assertIn("locator-mismatch", err)
-        self.assertIn("interrupted, pass the --backup-dir it used", err)
+        self.assertIn("pass the --backup-dir it used", err)
         self.assertEqual(crashed, read(self.image))
 
 

@@ -72,6 +72,16 @@ def read(path):
         return f.read()
 
 
+class RecordingDevice(device.Device):
+    """Records the offset of every write."""
+
+    offsets: list = []
+
+    def write(self, offset, data):
+        RecordingDevice.offsets.append(offset)
+        super().write(offset, data)
+
+
 class ResignTestCase(base.TestCase):
 
     def setUp(self):
@@ -85,6 +95,22 @@ class ResignTestCase(base.TestCase):
         kwargs.setdefault("backup_dir", self.backups)
         return resign.resign_device(path or self.image, target,
                                     lock_path=self.locks, **kwargs)
+
+    def label_write(self, target=TARGET):
+        """The number (from 1) of the device write of the new label.
+
+        Counted on a copy resigned through a recording device, because
+        apply() merges the plan's writes into runs.
+        """
+        label = [w.offset for w in self.resign(target=target, dry_run=True)
+                 .plan.writes if w.phase == resign.PHASE_LABEL]
+        copy = os.path.join(self.tmpdir, "label-copy.img")
+        shutil.copyfile(self.image, copy)
+        RecordingDevice.offsets = []
+        self.resign(copy, target=target, backup_dir=os.path.join(
+            self.tmpdir, "label-copy"), opener=RecordingDevice)
+        os.unlink(copy)
+        return RecordingDevice.offsets.index(label[0]) + 1
 
 
 class TestIdentities(base.TestCase):
@@ -295,11 +321,10 @@ class TestRefusals(ResignTestCase):
     def test_interrupted_to_another_target_without_backup(self):
         other = "0f0e0d0c-0b0a-4909-8807-060504030201"
 
-        label = [w.phase for w in self.resign(
-            target=other, dry_run=True).plan.writes].index(resign.PHASE_LABEL)
+        label = self.label_write(other)
 
         def opener(p, writable=False):
-            return CrashingDevice(p, writable, label + 1, False)
+            return CrashingDevice(p, writable, label, False)
         self.assertRaises(Crash, self.resign, target=other, opener=opener)
         before = read(self.image)
         exc = self.assertRaises(
@@ -469,11 +494,10 @@ class TestCrashSafety(ResignTestCase):
                          outcomes)
 
     def test_roll_forward_backup_restores_the_interrupted_state(self):
-        label = [w.phase for w in self.resign(dry_run=True).plan.writes
-                 ].index(resign.PHASE_LABEL)
+        label = self.label_write()
 
         def opener(p, writable=False):
-            return CrashingDevice(p, writable, label + 2, False)
+            return CrashingDevice(p, writable, label + 1, False)
         self.assertRaises(Crash, self.resign, opener=opener)
         crashed = read(self.image)
         result = self.resign(backup_dir=os.path.join(self.tmpdir, "other"))
@@ -508,3 +532,37 @@ class TestLockPath(base.TestCase):
                         "oslo_concurrency")
         self.assertTrue(resign.default_lock_path().endswith(
             os.sep + "xenapi-resign-locks"))
+
+
+class TestWriteRuns(base.TestCase):
+
+    def test_adjacent_writes_merge_gaps_and_skips_split(self):
+        a, b, c, d = (bytes([n]) * 512 for n in (1, 2, 3, 4))
+        writes = [resign.Write("p", 512, a + b, "ab"),
+                  resign.Write("p", 1536, c, "c"),
+                  resign.Write("p", 4096, d, "d")]
+        self.assertEqual([(512, a + b + c), (4096, d)],
+                         resign.write_runs(writes))
+        self.assertEqual([(512, a), (1536, c), (4096, d)],
+                         resign.write_runs(writes, skip={1024}))
+
+    def test_the_plan_order_is_kept(self):
+        a, b = b"a" * 512, b"b" * 512
+        writes = [resign.Write("p", 512, b, "second sector"),
+                  resign.Write("p", 0, a, "first sector")]
+        self.assertEqual([(512, b), (0, a)], resign.write_runs(writes))
+
+
+class TestWritesOnlyWhatChanges(ResignTestCase):
+
+    def test_bytes_written_are_the_changed_sectors(self):
+        result = self.resign()
+        after = read(self.image)
+        changed = sum(1 for i in range(0, len(after), 512)
+                      if after[i:i + 512] != self.pristine[i:i + 512])
+        with device.open_device(self.image) as dev:
+            mdas = len(lvm.read_pv(dev).mdas)
+        # Every changed sector once, plus each mda header a second time
+        # (precommit, then commit); sectors that keep their bytes, none.
+        self.assertEqual(512 * (changed + mdas), result.bytes_written)
+        self.assertLess(result.bytes_written, result.plan.bytes_to_write)
