@@ -17,6 +17,7 @@ from nova_tests import harness
 from nova_tests.harness import OUR_DRIVER
 from nova_tests.harness import STOCK_DRIVER
 from nova_tests.test_nova_live_migration import LiveMigrationTestCase
+from nova_xenapi_resign import exception
 from nova_xenapi_resign.lvhd import create
 from nova_xenapi_resign.lvhd import device
 from nova_xenapi_resign.lvhd import sr as sr_mod
@@ -236,20 +237,26 @@ class TestVdiPerLunStory(LvhdVolumeTestCase):
         self.assertEqual({}, self.vdi_uuids_of(1, instance))
 
     def test_strict_xsm_check_refuses_before_anything_moves(self):
-        # A VM whose only volume is an LVHD one: the source's check (Nova's
-        # relaxed-check test, fed the extension's list of volume SRs)
-        # refuses before the destination connects anything.
+        # A VM whose only volume is an LVHD one: Nova's own relaxed-check
+        # test looks at iscsi SRs only; the extension's pre-check refuses,
+        # runs recover, and the destination forgets what it introduced.
         instance = self.instance()
         vm_uuid = self.boot(instance, [])
-        bdm, _ = self.lvhd_volume(VOL_LVHD, "/dev/xvdb", self.source)
+        bdm, (sr_uuid, _) = self.lvhd_volume(VOL_LVHD, "/dev/xvdb",
+                                             self.source)
         self.attach(self.source, instance, bdm)
         self.pools.sim.pools[0].settings["relax-xsm-sr-check"] = False
-        exc = self.assertRaises(nova_exception.MigrationError, self.migrate,
-                                self.source, self.dest, instance, [bdm])
-        self.assertIn("relax-xsm-sr-check", str(exc))
+
+        _, error = self.migrate(self.source, self.dest, instance, [bdm])
+
+        self.assertIsInstance(error, exception.LiveMigrationPreCheckError)
+        self.assertIn("relax-xsm-sr-check", str(error))
+        self.assertEqual(["recover"], self.calls)
         self.assertEqual(0, self.calls_of(0, "VM.migrate_send"))
+        self.assertEqual(0, self.calls_of(0, "VM.assert_can_migrate"))
         self.assertEqual([0], self.vm_pool(vm_uuid))
         self.assertEqual([], self.volume_srs(1))
+        self.assertEqual([sr_uuid], self.volume_srs(0))
         self.assert_no_hazard()
 
 

@@ -399,12 +399,10 @@ class Demo(object):
                                            checked.srs[sr_uuid], dest_sr))
         a.xenapi.VM.assert_can_migrate(self.ctx["vm"], token, True, vdi_map,
                                        {}, {})
-        # Nova lists the SRs to forget before the VM leaves (here: the
-        # extension's list, LVHD volume SRs included).
-        leaving = lm.volume_srs(a, self.ctx["vm"])
         a.xenapi.VM.migrate_send(self.ctx["vm"], token, True, vdi_map, {},
                                  {})
-        for sr in leaving:
+        # Nova's tidy-up, with the extension's list: the LVHD SR too.
+        for sr in checked.srs.values():
             volume_utils.forget_sr(a, sr)
         moved = [(m["source_sr_uuid"], m["dest_sr_uuid"], m["mirrored"])
                  for m in a.xenapi.debug.get_migrations()]

@@ -222,12 +222,16 @@ class ResignVMOpsMixin(object):
         twice (the second ``SR.forget`` fails with ``HANDLE_INVALID`` after
         the VM has moved, and Nova runs ``recover`` instead of ``post``).
         Nova also lists only ``iscsi`` SRs, so the ``lvmoiscsi`` SR of a
-        VDI-per-LUN volume stayed plugged on the source after the VM left,
-        and its relaxed-check test skipped a VM with only such volumes
-        (:func:`~nova_xenapi_resign.xenapi.live_migration.volume_srs`).
+        VDI-per-LUN volume stayed plugged on the source after the VM left:
+        inside this thread's ``live_migration`` the volume SRs the
+        pre-check found to be ``lvmoiscsi`` are added (no XAPI call; never
+        an SR holding the VM's own disks, which is no volume SR).
         """
-        vm_ref = self._get_vm_opaque_ref(instance_ref)
-        return live_migration.volume_srs(self._session, vm_ref)
+        srs = list(dict.fromkeys(super()._get_iscsi_srs(ctxt, instance_ref)))
+        checked = self._resign_state.current("checked")
+        if checked is not None:
+            srs += [ref for ref in checked.lvhd_srs if ref not in srs]
+        return srs
 
     def connect_block_device_volumes(self, block_device_info):
         """Nova's method, forgetting only introduced SRs on failure.

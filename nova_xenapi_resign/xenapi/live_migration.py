@@ -216,32 +216,6 @@ def inject_source_sr_uuids(block_device_info: Mapping[str, Any] | None,
     return new_info
 
 
-def volume_srs(session: Any, vm_ref: str) -> list[str]:
-    """The SRs of a VM's volumes that leave with it, each once, in VBD order.
-
-    Nova's ``_get_iscsi_srs`` walk (``VM.get_VBDs``, then ``VBD.get_VDI``,
-    ``VDI.get_SR``, ``SR.get_type`` per VBD): every ``iscsi`` SR, as Nova
-    lists them, and every ``lvmoiscsi`` SR of a VBD Nova attached as a
-    volume (``osvol`` in its other_config; one more call, only for those):
-    a VDI-per-LUN volume's SR.  Nova forgets the listed SRs once the VM
-    has moved, so an ``lvmoiscsi`` SR holding a VM's own disks (a pool's
-    shared default SR) must never be listed.
-    """
-    found: list[str] = []
-    for vbd_ref in session.call_xenapi("VM.get_VBDs", vm_ref):
-        vdi_ref = session.call_xenapi("VBD.get_VDI", vbd_ref)
-        sr_ref = session.call_xenapi("VDI.get_SR", vdi_ref)
-        sr_type = session.call_xenapi("SR.get_type", sr_ref)
-        if sr_type == volume_utils.SR_TYPE_LVMOISCSI:
-            listed = _is_volume({"other_config": session.call_xenapi(
-                "VBD.get_other_config", vbd_ref)})
-        else:
-            listed = sr_type == "iscsi"
-        if listed and sr_ref not in found:
-            found.append(sr_ref)
-    return found
-
-
 def _sr_in_use(session: Any, sr_ref: str) -> bool:
     for vdi_ref in session.call_xenapi("SR.get_VDIs", sr_ref):
         if session.call_xenapi("VDI.get_VBDs", vdi_ref):
@@ -294,7 +268,7 @@ class CheckedVolumes:
     """What :func:`check_sr_uuid_map` verified on the source.
 
     ``srs`` maps each SR uuid of the destination's ``sr_uuid_map`` to the
-    local SR ref; ``vdis`` maps each of those SR refs to the VM's VDIs on it
+    local SR ref (``lvhd_srs``: those of type ``lvmoiscsi``); ``vdis`` maps each of those SR refs to the VM's VDIs on it
     (every VBD of the VM, as Nova's ``get_instance_vdis_for_sr`` counts
     them).  Enough to build the volume part of XAPI's ``vdi_map`` without
     asking XAPI again, so XAPI receives exactly the map that was checked.
@@ -303,6 +277,8 @@ class CheckedVolumes:
     vm_ref: str
     srs: Mapping[str, str]
     vdis: Mapping[str, tuple[str, ...]]
+    #: The refs of ``srs`` that are ``lvmoiscsi`` (VDI-per-LUN volumes).
+    lvhd_srs: tuple[str, ...] = ()
 
     def vdi_map(self, vm_ref: str, sr_ref: str,
                 destination_sr_ref: str) -> dict[str, str] | None:
@@ -435,4 +411,6 @@ def check_sr_uuid_map(session: Any, vm_ref: str,
     return CheckedVolumes(
         vm_ref=vm_ref,
         srs={rec["uuid"]: ref for ref, rec in local.items()},
-        vdis={ref: tuple(found) for ref, found in vdis.items()})
+        vdis={ref: tuple(found) for ref, found in vdis.items()},
+        lvhd_srs=tuple(ref for ref, rec in local.items()
+                       if rec.get("type") == volume_utils.SR_TYPE_LVMOISCSI))
