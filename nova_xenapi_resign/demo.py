@@ -344,11 +344,14 @@ class Demo(object):
         attached = self._attach_published(self.ctx["vm"], data, "2")
         vdi = model.vdis[0]
         ok = attached == (sr_uuid, "lvmoiscsi", vdi.uuid)
-        return ok, "volume LUN = one LVHD VDI %s of %d MiB (%r) in SR %s; "             "attached to instance-legacy by vdi_uuid from an lvmoiscsi SR "             "plugged with SCSIid %s" % (
-                vdi.uuid, vdi.virtual_size // MiB, vdi.name_label, sr_uuid,
-                data["SCSIid"]), {
-                "sr_uuid": sr_uuid, "vdi_uuid": vdi.uuid,
-                "introduce_sr_keys": data["introduce_sr_keys"]}
+        summary = ("volume LUN = one LVHD VDI %s of %d MiB (%r) in SR %s; "
+                   "attached to instance-legacy by vdi_uuid from an "
+                   "lvmoiscsi SR plugged with SCSIid %s" % (
+                       vdi.uuid, vdi.virtual_size // MiB,
+                       vdi.name_label, sr_uuid, data["SCSIid"]))
+        return ok, summary, {
+            "sr_uuid": sr_uuid, "vdi_uuid": vdi.uuid,
+            "introduce_sr_keys": data["introduce_sr_keys"]}
 
     def step_vdi_per_lun_clone_beside(self):
         from nova_xenapi_resign import resign
@@ -369,9 +372,11 @@ class Demo(object):
         source = self.ctx["lvhd_data"]
         ok = (attached == (target, "lvmoiscsi", data["vdi_uuid"])
               and data["vdi_uuid"] != source["vdi_uuid"])
-        return ok, "SAN clone resigned to SR %s, its VDI %s attached to "             "instance-clone beside the source volume (SR %s)" % (
-                target, data["vdi_uuid"], source["sr_uuid"]), {
-                "sr_uuid": target, "vdi_uuid": data["vdi_uuid"]}
+        summary = ("SAN clone resigned to SR %s, its VDI %s attached to "
+                   "instance-clone beside the source volume (SR %s)" % (
+                       target, data["vdi_uuid"], source["sr_uuid"]))
+        return ok, summary, {"sr_uuid": target,
+                             "vdi_uuid": data["vdi_uuid"]}
 
     def step_live_migrate_mixed_volumes(self):
         from nova_xenapi_resign.xenapi import live_migration as lm

@@ -37,7 +37,9 @@ What it changes (DESIGN.md section 3), and nothing else:
     what the check read, so XAPI gets the map that was checked; and
     ``VMOps._get_iscsi_srs`` lists an SR shared by several volumes (one
     uuid5 SR per portal+IQN) once, so Nova's clean-up forgets it once
-    (Nova lists it per VBD and the second ``SR.forget`` fails).
+    (Nova lists it per VBD and the second ``SR.forget`` fails), and adds
+    the checked ``lvmoiscsi`` SRs of VDI-per-LUN volumes (Nova lists
+    ``iscsi`` SRs only and left those plugged on the source).
 ``rollback_live_migration_at_destination`` (destination)
     Forgets exactly the SRs this destination introduced for the migration
     (never one that existed before, never one in use), then runs Nova's

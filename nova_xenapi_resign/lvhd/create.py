@@ -700,7 +700,7 @@ def apply_plan(dev, plan: FormatPlan) -> None:
         dev.fsync()
 
 
-# --- VDI-per-LUN volumes ------------------------------------------------------
+# --- VDI-per-LUN volumes ---------------------------------------------------
 
 #: Namespace of a volume's VDI uuid: ``uuid5(namespace, volume id)``.
 VOLUME_VDI_NAMESPACE = uuid_mod.UUID("0d7c3b52-9e41-5f6a-8b2d-4c1e7a90f3b6")

@@ -268,10 +268,11 @@ class CheckedVolumes:
     """What :func:`check_sr_uuid_map` verified on the source.
 
     ``srs`` maps each SR uuid of the destination's ``sr_uuid_map`` to the
-    local SR ref (``lvhd_srs``: those of type ``lvmoiscsi``); ``vdis`` maps each of those SR refs to the VM's VDIs on it
-    (every VBD of the VM, as Nova's ``get_instance_vdis_for_sr`` counts
-    them).  Enough to build the volume part of XAPI's ``vdi_map`` without
-    asking XAPI again, so XAPI receives exactly the map that was checked.
+    local SR ref (``lvhd_srs``: those of type ``lvmoiscsi``); ``vdis`` maps
+    each of those SR refs to the VM's VDIs on it (every VBD of the VM, as
+    Nova's ``get_instance_vdis_for_sr`` counts them).  Enough to build the
+    volume part of XAPI's ``vdi_map`` without asking XAPI again, so XAPI
+    receives exactly the map that was checked.
     """
 
     vm_ref: str
