@@ -541,10 +541,11 @@ class TestLvhdConnectionData(base.TestCase):
                              "sr_uuid"),
                             ((connection_data(), self.SR, None, self.SCSI),
                              "vdi_uuid"),
-                            ((connection_data(), self.SR, self.VDI, ""),
-                             "SCSIid"),
+                            ((connection_data(chap=True), self.SR, self.VDI,
+                              ""), "SCSIid"),
                             (({"volume_id": VOLUME}, self.SR, self.VDI,
                               self.SCSI), "target_iqn")):
             exc = self.assertRaises(exception.InvalidConnectionData,
                                     volume_utils.lvhd_connection_data, *args)
             self.assertIn(field, str(exc))
+            self.assertNotIn("chap-secret", str(exc))
