@@ -3,15 +3,19 @@
 Two simulated pools share one SAN of LUN image files.  The demo attaches an
 LVHD SR, clones its LUN on the "SAN", shows XAPI refusing the clone, resigns
 it and attaches it beside the original; then it reproduces Launchpad bug
-1566622 with Nova's stock algorithm and live-migrates the same legacy-named
-volume with the extension, with no storage mirror.  Every step records the
-XAPI calls it cost; the hazard list of both pools must stay empty.
+1566622 with Nova's stock algorithm, gives the same VM a VDI-per-LUN volume
+(a LUN formatted as one LVHD VDI, attached from its published connection
+data), attaches that volume's resigned SAN clone to a second VM beside it,
+and live-migrates the first VM, legacy-named raw volume and LVHD volume in
+one go, with the extension and no storage mirror.  Every step records the
+XAPI calls it made; the hazard list of both pools must stay empty.
 
 Step names (stable, for ``--json``): see :data:`STEPS`.
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import hashlib
 import shutil
@@ -21,7 +25,8 @@ from typing import Any, Callable
 
 STEPS = ("start-pools", "format-original-lun", "attach-original", "san-clone",
          "introduce-duplicate-refused", "resign-clone", "attach-clone",
-         "bug-1566622-stock-nova", "live-migrate-legacy-volume",
+         "bug-1566622-stock-nova", "vdi-per-lun-volume",
+         "vdi-per-lun-clone-beside", "live-migrate-mixed-volumes",
          "no-hazards")
 
 MiB = 1024 * 1024
@@ -30,6 +35,10 @@ IQN_SR = "iqn.2010-01.com.solidfire:demo.sr-lun"
 IQN_CLONE = "iqn.2010-01.com.solidfire:demo.sr-lun-clone"
 IQN_VOLUME = "iqn.2010-01.com.solidfire:demo.vol-1"
 VOLUME_ID = "0b9bf0a4-4ad3-4c55-9f44-3b1a5c6e0d01"
+IQN_LVHD = "iqn.2010-01.com.solidfire:demo.vol-2"
+IQN_LVHD_CLONE = "iqn.2010-01.com.solidfire:demo.vol-3"
+LVHD_VOLUME_ID = "0b9bf0a4-4ad3-4c55-9f44-3b1a5c6e0d02"
+LVHD_CLONE_ID = "0b9bf0a4-4ad3-4c55-9f44-3b1a5c6e0d03"
 
 
 @dataclasses.dataclass
@@ -40,6 +49,8 @@ class Step:
     seconds: float
     summary: str
     detail: dict
+    #: ``{XAPI method: calls}`` the step made, both pools together.
+    xapi_methods: dict = dataclasses.field(default_factory=dict)
 
 
 def _sha256(path: str) -> str:
@@ -73,9 +84,16 @@ class Demo(object):
             return 0
         return sum(int(p.call_total) for p in self.sim.pools)
 
+    def _methods(self) -> collections.Counter:
+        counts: collections.Counter = collections.Counter()
+        for pool in (self.sim.pools if self.sim is not None else ()):
+            counts.update(pool.calls_by_method)
+        return counts
+
     def run(self, report: Callable[[Step], None]) -> list[Step]:
         for name in STEPS:
             before, started = self._calls(), time.monotonic()
+            methods = self._methods()
             try:
                 ok, summary, detail = getattr(
                     self, "step_" + name.replace("-", "_"))()
@@ -83,7 +101,8 @@ class Demo(object):
                 ok, summary, detail = False, "%s: %s" % (
                     type(exc).__name__, exc), {}
             step = Step(name, ok, self._calls() - before,
-                        time.monotonic() - started, summary, detail)
+                        time.monotonic() - started, summary, detail,
+                        dict(sorted((self._methods() - methods).items())))
             self.steps.append(step)
             report(step)
             if not ok:
@@ -222,12 +241,29 @@ class Demo(object):
     # --- live migration of a legacy-named volume --------------------------
 
     def _volume_bdi(self) -> dict:
+        """The VM's volumes: the legacy raw one, the LVHD one once made."""
         data = {"volume_id": VOLUME_ID, "target_portal": PORTAL,
                 "target_iqn": IQN_VOLUME, "target_lun": 0}
-        return {"block_device_mapping": [{
-            "mount_device": "/dev/xvdb",
-            "connection_info": {"driver_volume_type": "iscsi",
-                                "serial": VOLUME_ID, "data": data}}]}
+        bdms = [{"mount_device": "/dev/xvdb",
+                 "connection_info": {"driver_volume_type": "iscsi",
+                                     "serial": VOLUME_ID, "data": data}}]
+        if "lvhd_data" in self.ctx:
+            bdms.append({"mount_device": "/dev/xvdc", "connection_info": {
+                "driver_volume_type": "iscsi", "serial": LVHD_VOLUME_ID,
+                "data": self.ctx["lvhd_data"]}})
+        return {"block_device_mapping": bdms}
+
+    @staticmethod
+    def _plug_vbd(x, vm: str, vdi: str, userdevice: str) -> None:
+        """A volume VBD, as Nova's ``create_vbd(osvol=True)``, plugged."""
+        vbd = x.VBD.create({"VM": vm, "VDI": vdi, "userdevice": userdevice,
+                            "bootable": False, "mode": "RW", "type": "Disk",
+                            "unpluggable": True, "empty": False,
+                            "other_config": {"osvol": "True"},
+                            "qos_algorithm_type": "",
+                            "qos_algorithm_params": {}})
+        if x.VM.get_power_state(vm) == "Running":
+            x.VBD.plug(vbd)
 
     def _legacy_vm(self):
         """A VM whose volume SR a pre-Mitaka Nova named FA15E-D15C-<id>."""
@@ -241,12 +277,7 @@ class Demo(object):
         x = self.a.xenapi
         vdi = x.SR.get_VDIs(sr)[0]
         vm = x.VM.create({"name_label": "instance-legacy"})
-        x.VBD.create({"VM": vm, "VDI": vdi, "userdevice": "1",
-                      "bootable": False, "mode": "RW", "type": "Disk",
-                      "unpluggable": True, "empty": False,
-                      "other_config": {"osvol": "True"},
-                      "qos_algorithm_type": "",
-                      "qos_algorithm_params": {}})
+        self._plug_vbd(x, vm, vdi, "1")
         x.VM.start(vm, False, False)
         return vm, vdi, sr_uuid
 
@@ -271,7 +302,83 @@ class Demo(object):
         return ok, "reproduced: source SR %s, destination SR %s -> %s" % (
             legacy, dest_uuid, " ".join(error)), {"error": error}
 
-    def step_live_migrate_legacy_volume(self):
+    # --- VDI-per-LUN volumes ---------------------------------------------
+
+    def _publish_lvhd(self, iqn: str, volume_id: str) -> dict:
+        """The LVHD connection data of a volume LUN, as Cinder publishes it.
+
+        SR and VDI uuid read from the LUN, ``SCSIid`` from the host's
+        ``SR.probe`` (``SR_BACKEND_FAILURE_107``'s LUN list).
+        """
+        from nova_xenapi_resign.lvhd import sr as sr_mod
+        from nova_xenapi_resign.xenapi import volume_utils
+        data = {"volume_id": volume_id, "target_portal": PORTAL,
+                "target_iqn": iqn, "target_lun": 0}
+        model = sr_mod.inspect_path(self.sim.san.path(PORTAL, iqn, 0))
+        config = volume_utils.lvmoiscsi_device_config(
+            self.a, volume_utils.iscsi_device_config(data), 0)
+        return volume_utils.lvhd_connection_data(
+            data, model.sr_uuid, model.vdis[0].uuid, config["SCSIid"])
+
+    def _attach_published(self, vm: str, data: dict, userdevice: str):
+        """Nova's attach of a volume: its SR, then ``vdi_uuid``, a VBD."""
+        from nova_xenapi_resign.xenapi import volume_utils
+        x = self.a.xenapi
+        sr, sr_uuid, _ = volume_utils.connect_volume_sr(self.a, data)
+        vdi = x.VDI.get_by_uuid(data["vdi_uuid"])
+        self._plug_vbd(x, vm, vdi, userdevice)
+        return sr_uuid, x.SR.get_type(sr), x.VDI.get_uuid(vdi)
+
+    def step_vdi_per_lun_volume(self):
+        from nova_xenapi_resign.lvhd import create
+        from nova_xenapi_resign.lvhd import device
+        from nova_xenapi_resign import sr_naming
+        path = self.sim.san.create_lun(PORTAL, IQN_LVHD, 0, 64 * MiB)
+        sr_uuid = sr_naming.preferred_sr_uuid(
+            {"target_portal": PORTAL, "target_iqn": IQN_LVHD}, "uuid5")
+        with device.open_device(path, writable=True) as dev:
+            model = create.format_volume(dev, sr_uuid, LVHD_VOLUME_ID,
+                                         "database")
+        data = self._publish_lvhd(IQN_LVHD, LVHD_VOLUME_ID)
+        self.ctx["lvhd_data"] = data
+        attached = self._attach_published(self.ctx["vm"], data, "2")
+        vdi = model.vdis[0]
+        ok = attached == (sr_uuid, "lvmoiscsi", vdi.uuid)
+        summary = ("volume LUN = one LVHD VDI %s of %d MiB (%r) in SR %s; "
+                   "attached to instance-legacy by vdi_uuid from an "
+                   "lvmoiscsi SR plugged with SCSIid %s" % (
+                       vdi.uuid, vdi.virtual_size // MiB,
+                       vdi.name_label, sr_uuid, data["SCSIid"]))
+        return ok, summary, {
+            "sr_uuid": sr_uuid, "vdi_uuid": vdi.uuid,
+            "introduce_sr_keys": data["introduce_sr_keys"]}
+
+    def step_vdi_per_lun_clone_beside(self):
+        from nova_xenapi_resign import resign
+        from nova_xenapi_resign import sr_naming
+        clone = self.sim.san.clone_lun(
+            self.sim.san.path(PORTAL, IQN_LVHD, 0), PORTAL, IQN_LVHD_CLONE,
+            0)
+        target = sr_naming.preferred_sr_uuid(
+            {"target_portal": PORTAL, "target_iqn": IQN_LVHD_CLONE}, "uuid5")
+        resign.resign_device(clone, target,
+                             backup_dir=self.workdir + "/backups",
+                             lock_path=self.workdir + "/locks")
+        data = self._publish_lvhd(IQN_LVHD_CLONE, LVHD_CLONE_ID)
+        x = self.a.xenapi
+        vm = x.VM.create({"name_label": "instance-clone"})
+        x.VM.start(vm, False, False)
+        attached = self._attach_published(vm, data, "1")
+        source = self.ctx["lvhd_data"]
+        ok = (attached == (target, "lvmoiscsi", data["vdi_uuid"])
+              and data["vdi_uuid"] != source["vdi_uuid"])
+        summary = ("SAN clone resigned to SR %s, its VDI %s attached to "
+                   "instance-clone beside the source volume (SR %s)" % (
+                       target, data["vdi_uuid"], source["sr_uuid"]))
+        return ok, summary, {"sr_uuid": target,
+                             "vdi_uuid": data["vdi_uuid"]}
+
+    def step_live_migrate_mixed_volumes(self):
         from nova_xenapi_resign.xenapi import live_migration as lm
         from nova_xenapi_resign.xenapi import volume_utils
         a, b = self.a, self.b
@@ -291,23 +398,29 @@ class Demo(object):
         checked = lm.check_sr_uuid_map(a, self.ctx["vm"], sr_uuid_map, vmap,
                                        relaxed_xsm_sr_check=True)
         # The vdi_map XAPI gets is the one that was checked.
-        vdi_map = checked.vdi_map(self.ctx["vm"],
-                                  checked.srs[self.ctx["legacy"]],
-                                  sr_uuid_map[self.ctx["legacy"]])
+        vdi_map = {}
+        for sr_uuid, dest_sr in sr_uuid_map.items():
+            vdi_map.update(checked.vdi_map(self.ctx["vm"],
+                                           checked.srs[sr_uuid], dest_sr))
         a.xenapi.VM.assert_can_migrate(self.ctx["vm"], token, True, vdi_map,
                                        {}, {})
         a.xenapi.VM.migrate_send(self.ctx["vm"], token, True, vdi_map, {},
                                  {})
+        # Nova's tidy-up, with the extension's list: the LVHD SR too.
         for sr in checked.srs.values():
             volume_utils.forget_sr(a, sr)
-        [migration] = a.xenapi.debug.get_migrations()
+        moved = [(m["source_sr_uuid"], m["dest_sr_uuid"], m["mirrored"])
+                 for m in a.xenapi.debug.get_migrations()]
         on_b = b.xenapi.VM.get_by_name_label("instance-legacy")
-        ok = bool(on_b) and not migration["mirrored"] and set(
-            sr_uuid_map) == {self.ctx["legacy"]}
-        summary = "VM moved to pool-b; volume SR %s on both sides; " \
-            "mirrored: %s" % (self.ctx["legacy"], migration["mirrored"])
+        expected = {self.ctx["legacy"], self.ctx["lvhd_data"]["sr_uuid"]}
+        ok = (bool(on_b) and set(sr_uuid_map) == expected
+              and not any(m[2] for m in moved)
+              and {m[0] for m in moved} == expected)
+        summary = "VM moved to pool-b; volume SRs %s (raw legacy) and %s " \
+            "(lvmoiscsi) on both sides, none mirrored" % (
+                self.ctx["legacy"], self.ctx["lvhd_data"]["sr_uuid"])
         return ok, summary, {"volume_sr_uuid_map": vmap,
-                             "mirrored": migration["mirrored"]}
+                             "moved": moved}
 
     def step_no_hazards(self):
         hazards = [h for s in (self.a, self.b)

@@ -37,7 +37,9 @@ What it changes (doc/source/reference/live-migration.rst), and nothing else:
     what the check read, so XAPI gets the map that was checked; and
     ``VMOps._get_iscsi_srs`` lists an SR shared by several volumes (one
     uuid5 SR per portal+IQN) once, so Nova's clean-up forgets it once
-    (Nova lists it per VBD and the second ``SR.forget`` fails).
+    (Nova lists it per VBD and the second ``SR.forget`` fails), and adds
+    the checked ``lvmoiscsi`` SRs of VDI-per-LUN volumes (Nova lists
+    ``iscsi`` SRs only and left those plugged on the source).
 ``rollback_live_migration_at_destination`` (destination)
     Forgets exactly the SRs this destination introduced for the migration
     (never one that existed before, never one in use), then runs Nova's
@@ -215,15 +217,23 @@ class ResignVMOpsMixin(object):
         return super()._generate_vdi_map(destination_sr_ref, vm_ref, sr_ref)
 
     def _get_iscsi_srs(self, ctxt, instance_ref):
-        """Nova's list of the VM's iSCSI SRs, each SR once.
+        """Nova's list of the VM's iSCSI SRs, each SR once, LVHD volumes too.
 
         Nova appends an SR per VBD: two volumes behind one portal+IQN share
         one uuid5 SR, which ``live_migrate``'s clean-up would then forget
         twice (the second ``SR.forget`` fails with ``HANDLE_INVALID`` after
         the VM has moved, and Nova runs ``recover`` instead of ``post``).
+        Nova also lists only ``iscsi`` SRs, so the ``lvmoiscsi`` SR of a
+        VDI-per-LUN volume stayed plugged on the source after the VM left:
+        inside this thread's ``live_migration`` the volume SRs the
+        pre-check found to be ``lvmoiscsi`` are added (no XAPI call; never
+        an SR holding the VM's own disks, which is no volume SR).
         """
-        return list(dict.fromkeys(super()._get_iscsi_srs(ctxt,
-                                                         instance_ref)))
+        srs = list(dict.fromkeys(super()._get_iscsi_srs(ctxt, instance_ref)))
+        checked = self._resign_state.current("checked")
+        if checked is not None:
+            srs += [ref for ref in checked.lvhd_srs if ref not in srs]
+        return srs
 
     def connect_block_device_volumes(self, block_device_info):
         """Nova's method, forgetting only introduced SRs on failure.

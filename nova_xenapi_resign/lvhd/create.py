@@ -100,6 +100,9 @@ class VdiSpec:
     managed: bool = True
     type: str = "user"
     snapshot_time: str = ""
+    #: The LV's size; by default what the VHD image (or raw size) needs.
+    #: A volume's VDI gets the whole LUN (:func:`plan_volume`).
+    lv_size: int | None = None
 
     @property
     def lv_name(self) -> str:
@@ -250,6 +253,10 @@ def _check_spec(i: int, spec: VdiSpec) -> None:
                        else "integer", size)
     if spec.parent is not None and spec.vdi_type != VDI_TYPE_VHD:
         raise _invalid("VDI %s: only vhd VDIs have a parent", spec.uuid)
+    if spec.lv_size is not None and (not _is_int(spec.lv_size)
+                                     or spec.lv_size <= 0):
+        raise _invalid("VDI %s: lv_size must be a positive integer, not %r",
+                       spec.uuid, spec.lv_size)
 
 
 def _check_parent(spec: VdiSpec, by_uuid: dict, position: dict) -> None:
@@ -566,10 +573,12 @@ def _allocate(sr_uuid: str, vdis: Sequence[VdiSpec], mgt: bytes,
     for spec in vdis:
         if spec.vdi_type == VDI_TYPE_VHD:
             image = vhd_contents(sr_uuid, spec)
-            contents.append((spec.lv_name, image, len(image),
+            contents.append((spec.lv_name, image,
+                             max(len(image), spec.lv_size or 0),
                              spec.read_only, ()))
         else:
-            contents.append((spec.lv_name, b"", spec.virtual_size,
+            contents.append((spec.lv_name, b"",
+                             max(spec.virtual_size, spec.lv_size or 0),
                              spec.read_only,
                              (sr_mod.HIDDEN_TAG,) if spec.hidden else ()))
     lvs = []
@@ -689,3 +698,117 @@ def apply_plan(dev, plan: FormatPlan) -> None:
         for offset, data in step.writes:
             dev.write(offset, data)
         dev.fsync()
+
+
+# --- VDI-per-LUN volumes ---------------------------------------------------
+
+#: Namespace of a volume's VDI uuid: ``uuid5(namespace, volume id)``.
+VOLUME_VDI_NAMESPACE = uuid_mod.UUID("0d7c3b52-9e41-5f6a-8b2d-4c1e7a90f3b6")
+#: sm ``vhdutil.MAX_VHD_SIZE`` (2093050 MiB): LVHD reserves the VHD
+#: metadata (BAT, batmap) for this size in every VHD LV, so a VDI can grow
+#: online without moving it (sm ``lvhdutil.calcSizeVHDLV``).
+SM_MAX_VHD_SIZE = 2093050 * MIB
+#: What sm counts per 2 MiB data block for its sector bitmap (one sector,
+#: kept 4 KiB aligned): sm ``vhdutil.calcOverheadBitmap``.
+BITMAP_OVERHEAD = 4096
+
+
+def vhd_metadata_overhead(virtual_size: int) -> int:
+    """sm's ``vhdutil.calcOverheadEmpty``: an empty VHD's bytes.
+
+    Footer, footer copy, header and parent locators (3 KiB), the BAT (4
+    bytes per 2 MiB block, sector aligned) and the batmap (a bit per block),
+    4 KiB aligned.
+    """
+    blocks = virtual_size // MIB // 2
+    return _round_up(_round_up(3 * KIB + blocks * 4, SECTOR) + blocks // 8,
+                     4 * KIB)
+
+
+def volume_vdi_uuid(volume_id: str) -> str:
+    """The uuid of a volume's VDI: derived from the volume id alone."""
+    if not isinstance(volume_id, str) or not volume_id:
+        raise _invalid("volume id must be a non-empty string, not %r",
+                       volume_id)
+    return str(uuid_mod.uuid5(VOLUME_VDI_NAMESPACE, volume_id))
+
+
+def volume_vdi_size(device_size: int, *,
+                    metadata_size: int = DEFAULT_METADATA_SIZE,
+                    extent_size: int = DEFAULT_EXTENT_SIZE) -> int:
+    """The virtual size of the one VDI filling a LUN of ``device_size``.
+
+    The LUN loses the LVM label and metadata area (``pe_start``), the
+    ``MGT`` LV (one extent) and the tail that is not a whole extent; the
+    VDI's LV gets every other extent.  In that LV, as sm sizes it
+    (``lvhdutil.calcSizeVHDLV``), go the VHD metadata for the largest VHD
+    (:data:`SM_MAX_VHD_SIZE`) and one :data:`BITMAP_OVERHEAD` per 2 MiB
+    block; the rest is whole 2 MiB blocks of data.
+    """
+    geo = _geometry(device_size, metadata_size, extent_size)
+    lv_bytes = (geo.pe_count - MGT_SIZE // extent_size) * extent_size
+    room = lv_bytes - vhd_metadata_overhead(SM_MAX_VHD_SIZE)
+    block = vhd.DEFAULT_BLOCK_SIZE
+    blocks = room // (block + BITMAP_OVERHEAD) if room > 0 else 0
+    if blocks <= 0:
+        raise _invalid("device of %d bytes is too small for a volume: it "
+                       "needs at least %d bytes", device_size,
+                       geo.pe_start + MGT_SIZE + _round_up(
+                           vhd_metadata_overhead(SM_MAX_VHD_SIZE) + block
+                           + BITMAP_OVERHEAD, extent_size))
+    return blocks * block
+
+
+def check_volume_sr_uuid(sr_uuid: str) -> None:
+    """Refuse an SR uuid a host would not attach as ``lvmoiscsi``.
+
+    sm's ``LVHDSR`` requires a lower-case 8-4-4-4-12 uuid: a Nova legacy
+    name (``FA15E-D15C-<volume id>``) never plugs.
+    """
+    check_sr_uuid(sr_uuid)
+    if not _UUID_RE.match(sr_uuid):
+        raise _invalid("SR uuid %r of a volume must be a lower-case UUID "
+                       "(a host refuses anything else for lvmoiscsi, e.g. "
+                       "the FA15E-D15C- names)", sr_uuid)
+
+
+def volume_spec(volume_id: str, name: str, device_size: int, *,
+                metadata_size: int = DEFAULT_METADATA_SIZE,
+                extent_size: int = DEFAULT_EXTENT_SIZE) -> VdiSpec:
+    """The one VHD VDI of a volume: uuid from the id, label the name."""
+    if not isinstance(name, str):
+        raise _invalid("volume name must be a string, not %r", name)
+    geo = _geometry(device_size, metadata_size, extent_size)
+    return VdiSpec(volume_vdi_uuid(volume_id), VDI_TYPE_VHD,
+                   volume_vdi_size(device_size, metadata_size=metadata_size,
+                                   extent_size=extent_size),
+                   name_label=name,
+                   lv_size=(geo.pe_count - MGT_SIZE // extent_size)
+                   * extent_size)
+
+
+def plan_volume(sr_uuid: str, volume_id: str, name: str, *,
+                device_size: int, **options) -> FormatPlan:
+    """:func:`plan_format` of a LUN as one volume (VDI-per-LUN).
+
+    One VHD VDI filling the LUN (:func:`volume_spec`), the SR labelled
+    with the volume's name too; ``options`` are :func:`plan_format`'s.
+    """
+    check_volume_sr_uuid(sr_uuid)
+    sizes = {k: options[k] for k in ("metadata_size", "extent_size")
+             if k in options}
+    spec = volume_spec(volume_id, name, device_size, **sizes)
+    return plan_format(sr_uuid, (spec,), device_size=device_size,
+                       name_label=options.pop("name_label", name), **options)
+
+
+def format_volume(dev, sr_uuid: str, volume_id: str, name: str,
+                  **options) -> sr_mod.LvhdSr:
+    """Make ``dev`` a volume's LVHD SR (:func:`plan_volume`); inspect it.
+
+    Every check happens first: a refusal writes nothing.
+    """
+    plan = plan_volume(sr_uuid, volume_id, name, device_size=dev.size,
+                       **options)
+    apply_plan(dev, plan)
+    return sr_mod.inspect(dev)

@@ -268,15 +268,18 @@ class CheckedVolumes:
     """What :func:`check_sr_uuid_map` verified on the source.
 
     ``srs`` maps each SR uuid of the destination's ``sr_uuid_map`` to the
-    local SR ref; ``vdis`` maps each of those SR refs to the VM's VDIs on it
-    (every VBD of the VM, as Nova's ``get_instance_vdis_for_sr`` counts
-    them).  Enough to build the volume part of XAPI's ``vdi_map`` without
-    asking XAPI again, so XAPI receives exactly the map that was checked.
+    local SR ref (``lvhd_srs``: those of type ``lvmoiscsi``); ``vdis`` maps
+    each of those SR refs to the VM's VDIs on it (every VBD of the VM, as
+    Nova's ``get_instance_vdis_for_sr`` counts them).  Enough to build the
+    volume part of XAPI's ``vdi_map`` without asking XAPI again, so XAPI
+    receives exactly the map that was checked.
     """
 
     vm_ref: str
     srs: Mapping[str, str]
     vdis: Mapping[str, tuple[str, ...]]
+    #: The refs of ``srs`` that are ``lvmoiscsi`` (VDI-per-LUN volumes).
+    lvhd_srs: tuple[str, ...] = ()
 
     def vdi_map(self, vm_ref: str, sr_ref: str,
                 destination_sr_ref: str) -> dict[str, str] | None:
@@ -409,4 +412,6 @@ def check_sr_uuid_map(session: Any, vm_ref: str,
     return CheckedVolumes(
         vm_ref=vm_ref,
         srs={rec["uuid"]: ref for ref, rec in local.items()},
-        vdis={ref: tuple(found) for ref, found in vdis.items()})
+        vdis={ref: tuple(found) for ref, found in vdis.items()},
+        lvhd_srs=tuple(ref for ref, rec in local.items()
+                       if rec.get("type") == volume_utils.SR_TYPE_LVMOISCSI))

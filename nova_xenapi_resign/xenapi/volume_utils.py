@@ -15,7 +15,12 @@ or os-xenapi's ``XenAPISession``, or the simulator's client); failures are
   it exists (one ``SR.get_by_uuid``), else uuid5;
 * :func:`lvmoiscsi_device_config` finds the ``SCSIid`` an LVHD SR on a LUN
   must be attached with, the way XenServer's tools do (probe without it,
-  read the LUN list of ``SR_BACKEND_FAILURE_107``).
+  read the LUN list of ``SR_BACKEND_FAILURE_107``);
+* :func:`lvhd_connection_data` is the connection data of a VDI-per-LUN
+  volume (an LVHD SR holding one VDI): stock Nova and the extension both
+  introduce it as an ``lvmoiscsi`` SR plugged by ``SCSIid`` and attach
+  exactly that VDI; :func:`parse_sr_info` takes its ``sr_type`` even when
+  ``introduce_sr_keys`` does not name it.
 
 Names come from :mod:`nova_xenapi_resign.sr_naming` and nowhere else.
 """
@@ -120,7 +125,9 @@ def parse_sr_info(connection_data: Mapping[str, Any], description: str = "",
 
     * Explicit ``sr_uuid`` in the data: that UUID; params are the iSCSI
       device-config values when the data names a target (volume id, portal,
-      IQN, CHAP), overlaid by every key ``introduce_sr_keys`` names.
+      IQN, CHAP), overlaid by every key ``introduce_sr_keys`` names, and
+      the data's ``sr_type`` (an LVHD volume's ``lvmoiscsi``; Nova takes
+      it only when named, and introduces ``iscsi`` otherwise).
     * Otherwise: the iSCSI params, and the UUID ``style`` gives a *new* SR
       (``legacy``: ``FA15E-D15C-<volume id>``; ``uuid5`` and ``auto``: the
       uuid5 name -- ``auto``'s reuse of an existing legacy SR needs a
@@ -148,6 +155,8 @@ def parse_sr_info(connection_data: Mapping[str, Any], description: str = "",
                     field=key, reason="is named in introduce_sr_keys but "
                     "missing", data=sr_naming.masked(data))
             params[key] = data[key]
+        if data.get("sr_type"):
+            params["sr_type"] = data["sr_type"]
     else:
         params = parse_volume_info(data, default_host, default_port)
         sr_uuid = sr_naming.preferred_sr_uuid(data, style, default_host,
@@ -361,3 +370,50 @@ def lvmoiscsi_device_config(session: Any, device_config: Mapping[str, Any],
                 config.get("targetIQN"), config.get("target"), lun_id))
     config["SCSIid"] = scsi_id
     return config
+
+
+#: The SR type of a VDI-per-LUN volume (an LVHD SR on the LUN).
+SR_TYPE_LVMOISCSI = "lvmoiscsi"
+#: The keys of :func:`lvhd_connection_data` Nova's ``parse_sr_info`` needs
+#: named in ``introduce_sr_keys`` besides the iSCSI ones: without
+#: ``sr_type`` Nova's ``_handle_sr_params`` introduces an ``iscsi`` SR.
+LVHD_INTRODUCE_KEYS = ("sr_type", "SCSIid")
+
+
+def lvhd_connection_data(connection_data: Mapping[str, Any], sr_uuid: str,
+                         vdi_uuid: str, scsi_id: str,
+                         default_host: str | None = None,
+                         default_port: str | int = sr_naming.DEFAULT_PORT
+                         ) -> dict[str, Any]:
+    """A copy of an iSCSI volume's connection data for its LVHD SR.
+
+    ``sr_uuid`` is the SR on the LUN, ``vdi_uuid`` the one VDI to attach,
+    ``scsi_id`` the LUN's page-0x83 id as the host sees it (lvmoiscsi picks
+    its LUN by ``SCSIid`` only).  The result carries ``sr_uuid``,
+    ``sr_type=lvmoiscsi``, ``vdi_uuid`` and the device-config values
+    (``SCSIid``, ``target``, ``port``, ``targetIQN``, CHAP) named in
+    ``introduce_sr_keys``: Nova 21's ``parse_sr_info``/``introduce_sr``
+    build the SR from exactly those, and its ``_connect_hypervisor_to_volume``
+    looks the VDI up by ``vdi_uuid`` after the scan.  The volume id is not
+    a device-config key (Nova drops ``id``; so does :func:`introduce_sr`).
+    """
+    for field, value in (("sr_uuid", sr_uuid), ("vdi_uuid", vdi_uuid),
+                         ("SCSIid", scsi_id)):
+        if not isinstance(value, str) or not value:
+            raise exception.InvalidConnectionData(
+                field=field, reason="must be a non-empty string, found %r"
+                % (value,), data=sr_naming.masked(connection_data))
+    if not _has_iscsi_target(connection_data):
+        raise exception.InvalidConnectionData(
+            field="target_iqn", reason="is missing: an lvmoiscsi SR needs "
+            "the iSCSI target", data=sr_naming.masked(connection_data))
+    data = with_explicit_sr_uuid(connection_data, sr_uuid, include_id=False,
+                                 default_host=default_host,
+                                 default_port=default_port)
+    data["sr_type"] = SR_TYPE_LVMOISCSI
+    data["SCSIid"] = scsi_id
+    data["vdi_uuid"] = vdi_uuid
+    keys = data["introduce_sr_keys"]
+    data["introduce_sr_keys"] = keys + [k for k in LVHD_INTRODUCE_KEYS
+                                        if k not in keys]
+    return data

@@ -23,6 +23,13 @@ class TestDemo(base.TestCase):
         for step in out["steps"]:
             self.assertTrue(step["ok"], step)
             self.assertIsInstance(step["xapi_calls"], int)
+            self.assertEqual(step["xapi_calls"],
+                             sum(step["xapi_methods"].values()), step)
+        by_name = {s["name"]: s for s in out["steps"]}
+        self.assertIn("VM.migrate_send",
+                      by_name["live-migrate-mixed-volumes"]["xapi_methods"])
+        self.assertEqual(2, by_name["live-migrate-mixed-volumes"]
+                         ["xapi_methods"]["SR.forget"])
 
     def test_demo_leaves_nothing_behind(self):
         before = set(os.listdir(self.tmpdir))

@@ -330,10 +330,22 @@ class TestCheckSrUuidMap(base.TestCase):
                 {vdi: dest[sr_uuid] for vdi in expected},
                 checked.vdi_map(self.vm, ref, dest[sr_uuid]))
         self.assertIsNone(checked.vdi_map("OpaqueRef:other-vm", ref, "d"))
+        self.assertEqual((), checked.lvhd_srs)
         default_sr = self.session._SR_get_by_uuid("local-default-sr")
         self.assertIsNone(checked.vdi_map(self.vm, default_sr, "d"))
         self.assertNotIn("VM.migrate_send", self.session.methods())
         self.assertNotIn("VM.assert_can_migrate", self.session.methods())
+
+    def test_lvhd_srs_are_the_lvmoiscsi_volume_srs(self):
+        sr_uuid = "0f0e0d0c-0b0a-4909-8807-060504030201"
+        lvhd_ref = self.session.add_sr(sr_uuid)
+        self.session.srs[lvhd_ref]["type"] = "lvmoiscsi"
+        self.session.add_vbd(self.vm, sr_uuid, "3")
+        dest = {legacy(VOL_A): "OpaqueRef:d1", uuid5(VOL_B): "OpaqueRef:d2",
+                sr_uuid: "OpaqueRef:d3"}
+        checked = self._check(dest, dict(self.vmap, **{VOL_C: sr_uuid}))
+        self.assertEqual((lvhd_ref,), checked.lvhd_srs)
+        self.assertEqual(3, len(checked.srs))
 
     def test_old_destination_renamed_legacy_sr(self):
         # The bug: an old destination computed the uuid5 name for VOL_A.

@@ -449,3 +449,48 @@ class FormatSrTest(base.TestCase):
             self.assertRaises(exception.InvalidInput, create.apply_plan,
                               dev, plan)
             self.assertEqual(0, dev.writes)
+
+
+class TestVolumeFormat(base.TestCase):
+    """A LUN as one volume: the sizes README gives, worked out by hand."""
+
+    GIB = 1024 * MIB
+
+    def test_sm_metadata_overhead_of_the_largest_vhd(self):
+        # sm vhdutil.calcOverheadEmpty(2093050 MiB): 3072 + 1046525 * 4 =
+        # 4189172 -> 4189184 (512); + 1046525 // 8 = 4319999 -> 4321280.
+        self.assertEqual(4321280,
+                         create.vhd_metadata_overhead(create.SM_MAX_VHD_SIZE))
+
+    def test_vdi_sizes(self):
+        # 1 GiB: (1024 - 11) // 4 = 253 extents, 252 for the VDI = 1008
+        # MiB; (1008 MiB - 4321280) // (2 MiB + 4 KiB) = 500 blocks.
+        # 10 GiB: 2557 extents, 2556 * 4 MiB; 5099 blocks.
+        for size, vdi in ((self.GIB, 1000 * MIB), (10 * self.GIB,
+                                                   10198 * MIB)):
+            self.assertEqual(vdi, create.volume_vdi_size(size))
+
+    def test_plan_volume(self):
+        plan = create.plan_volume(SR, "vol-1", "my volume",
+                                  device_size=self.GIB)
+        self.assertEqual(["MGT", 1], [plan.lvs[0].name,
+                                      plan.lvs[0].extent_count])
+        self.assertEqual(252, plan.lvs[1].extent_count)
+        self.assertEqual(plan.geometry.pe_count, 253)
+        self.assertIn(b"my volume", plan.lvs[0].contents)
+        other = create.plan_volume(SR, "vol-2", "v", device_size=self.GIB)
+        self.assertNotEqual(plan.lvs[1].name, other.lvs[1].name)
+        self.assertEqual(plan.lvs[1].name, create.plan_volume(
+            SR, "vol-1", "renamed", device_size=self.GIB).lvs[1].name)
+
+    def test_refusals(self):
+        for sr_uuid in ("FA15E-D15C-vol-1", SR.upper(), ""):
+            self.assertRaises(exception.InvalidInput, create.plan_volume,
+                              sr_uuid, "vol-1", "v", device_size=self.GIB)
+        self.assertRaises(exception.InvalidInput, create.plan_volume,
+                          SR, "", "v", device_size=self.GIB)
+        self.assertRaises(exception.InvalidInput, create.plan_volume,
+                          SR, "vol-1", None, device_size=self.GIB)
+        exc = self.assertRaises(exception.InvalidInput, create.plan_volume,
+                                SR, "vol-1", "v", device_size=16 * MIB)
+        self.assertIn("too small for a volume", str(exc))

@@ -497,3 +497,55 @@ class TestOtherClientFailures(base.TestCase):
                 raise OwnFailure(["UUID_INVALID", "SR", args[0]])
 
         self.assertIsNone(volume_utils.find_sr_by_uuid(Session(), "x"))
+
+
+class TestLvhdConnectionData(base.TestCase):
+    """The connection data of a VDI-per-LUN volume (issue #17 contract)."""
+
+    SR = "0f0e0d0c-0b0a-4909-8807-060504030201"
+    VDI = "1e2d3c4b-5a69-4788-9766-554433221100"
+    SCSI = "36001405aabbccddeeff00112233445566"
+
+    def test_fields_and_keys(self):
+        original = connection_data(chap=True)
+        data = volume_utils.lvhd_connection_data(original, self.SR,
+                                                 self.VDI, self.SCSI)
+        self.assertEqual(connection_data(chap=True), original)
+        self.assertEqual((self.SR, "lvmoiscsi", self.VDI),
+                         (data["sr_uuid"], data["sr_type"],
+                          data["vdi_uuid"]))
+        # Keys Nova 21's parse_sr_info copies into the SR's device-config
+        # (and sr_type, which its _handle_sr_params pops from there).
+        self.assertEqual({"target": "192.0.2.10", "port": "3260",
+                          "targetIQN": IQN, "chapuser": "chap-user",
+                          "chappassword": "chap-secret", "SCSIid": self.SCSI,
+                          "sr_type": "lvmoiscsi"},
+                         {k: data[k] for k in data["introduce_sr_keys"]})
+        self.assertNotIn("id", data["introduce_sr_keys"])
+
+    def test_parse_sr_info_gives_an_lvmoiscsi_sr(self):
+        data = volume_utils.lvhd_connection_data(connection_data(), self.SR,
+                                                 self.VDI, self.SCSI)
+        sr_uuid, _, params = volume_utils.parse_sr_info(data)
+        self.assertEqual(self.SR, sr_uuid)
+        self.assertEqual(("lvmoiscsi", self.SCSI),
+                         (params["sr_type"], params["SCSIid"]))
+        # The data's sr_type counts even when not named (Nova needs it
+        # named; the extension does not).
+        data["introduce_sr_keys"].remove("sr_type")
+        self.assertEqual("lvmoiscsi",
+                         volume_utils.parse_sr_info(data)[2]["sr_type"])
+
+    def test_refusals(self):
+        for args, field in (((connection_data(), "", self.VDI, self.SCSI),
+                             "sr_uuid"),
+                            ((connection_data(), self.SR, None, self.SCSI),
+                             "vdi_uuid"),
+                            ((connection_data(chap=True), self.SR, self.VDI,
+                              ""), "SCSIid"),
+                            (({"volume_id": VOLUME}, self.SR, self.VDI,
+                              self.SCSI), "target_iqn")):
+            exc = self.assertRaises(exception.InvalidConnectionData,
+                                    volume_utils.lvhd_connection_data, *args)
+            self.assertIn(field, str(exc))
+            self.assertNotIn("chap-secret", str(exc))
