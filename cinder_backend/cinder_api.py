@@ -41,7 +41,7 @@ def _cinder(module: str) -> Any:
 
 
 def is_cinder_volume(volume: Any) -> bool:
-    """True for a Cinder ``Volume`` object (its admin metadata is in the DB)."""
+    """True for a Cinder ``Volume`` object (admin metadata in its DB)."""
     objects = _cinder("objects.volume")
     return objects is not None and isinstance(volume, objects.Volume)
 

@@ -226,7 +226,7 @@ class ResignVolumeDriver(object):
             self, context: Any, group: Any, volumes: list,
             cgsnapshot: Any = None, snapshots: Any = None,
             source_cg: Any = None, source_vols: Any = None) -> tuple:
-        """The legacy consistency-group form of :meth:`create_group_from_src`."""
+        """The consistency-group form of :meth:`create_group_from_src`."""
         return self._after_group(
             "create_consistencygroup_from_src", volumes, context, group,
             volumes, cgsnapshot, snapshots, source_cg, source_vols)
@@ -250,9 +250,11 @@ class ResignVolumeDriver(object):
         configuration = self._backend_configuration
         root_helper = "sudo"
         cinder_utils = importutils.try_import("cinder.utils")
-        if cinder_utils is not None and hasattr(cinder_utils,
-                                                "get_root_helper"):
+        try:
             root_helper = cinder_utils.get_root_helper()
+        except (AttributeError, cfg.NoSuchOptError):
+            # Not inside a configured Cinder (tests, the hook alone).
+            pass
         return hook.resign_volume(
             self._backend, volume, conf=conf, root_helper=root_helper,
             my_ip=_global_opt("my_ip"),

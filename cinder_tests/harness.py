@@ -82,8 +82,8 @@ def in_process_privsep() -> None:
     """
     from os_brick import privileged as brick_privileged
 
-    from cinder_backend import privileged
     from cinder import privsep as cinder_privsep
+    from cinder_backend import privileged
     for pctxt in (brick_privileged.default, privileged.default,
                   cinder_privsep.sys_admin_pctxt):
         pctxt.set_client_mode(False)
@@ -150,7 +150,7 @@ class Cloud(object):
         return self.volumes[backend].manager
 
     def wrapper(self, backend: str = "loop"):
-        """The ResignVolumeDriver of a backend (under the profiler's traces)."""
+        """A backend's ResignVolumeDriver (under the profiler's traces)."""
         return self.manager(backend).driver
 
     @staticmethod

@@ -5,6 +5,7 @@ from unittest import mock
 
 from oslo_config import cfg
 from oslo_config import fixture as config_fixture
+from oslo_utils import importutils
 
 from cinder_backend import driver
 from cinder_backend import hook
@@ -18,6 +19,18 @@ SRC = "11111111-1111-4111-8111-111111111111"
 TARGET = "ea1c98a1-be7d-5fcb-b4fb-48e3ae2e78a2"
 PORTAL = "192.0.2.10:3260"
 IQN = "iqn.2010-10.org.openstack:volume-" + VOL
+
+
+# What the wrapper raises for a bad backend option: Cinder's error when
+# Cinder is installed, else InvalidInput.
+CONFIG_ERRORS = tuple({exception.InvalidInput, getattr(
+    importutils.try_import("cinder.exception"), "VolumeBackendAPIException",
+    exception.InvalidInput)})
+# What the wrapper raises for a hook error: Cinder's own error when Cinder
+# is installed, else the hook's.
+DRIVER_ERRORS = tuple({exception.VolumeResignError, getattr(
+    importutils.try_import("cinder.exception"), "VolumeBackendAPIException",
+    exception.VolumeResignError)})
 
 
 class Configuration(object):
@@ -132,16 +145,16 @@ class TestConstruction(DriverTestCase):
 
     def test_missing_backend_option(self):
         self.conf.clear_override("resign_backend_driver", group="backend")
-        self.assertRaises(exception.InvalidInput, driver.ResignVolumeDriver,
+        self.assertRaises(CONFIG_ERRORS, driver.ResignVolumeDriver,
                           configuration=self.configuration)
 
     def test_unimportable_backend(self):
-        err = self.assertRaises(exception.InvalidInput, self.make,
+        err = self.assertRaises(CONFIG_ERRORS, self.make,
                                 "no.such.Driver")
         self.assertIn("no.such.Driver", str(err))
 
     def test_wrapping_itself_refused(self):
-        self.assertRaises(exception.InvalidInput, self.make,
+        self.assertRaises(CONFIG_ERRORS, self.make,
                           "cinder_backend.driver.ResignVolumeDriver")
 
     def test_cinder_exception_used_when_importable(self):
@@ -210,7 +223,9 @@ class TestCloneHook(DriverTestCase):
         self.assertEqual("auto", seen["conf"].sr_naming)
         self.assertEqual(self.tmpdir, seen["conf"].backup_dir)
         self.assertEqual(120, seen["attach_timeout"])
-        self.assertEqual("sudo", seen["root_helper"])
+        # Cinder's root helper when Cinder is configured, else sudo.
+        self.assertIn(seen["root_helper"], ("sudo", "sudo cinder-rootwrap "
+                                            "/etc/cinder/rootwrap.conf"))
         self.assertEqual({"readonly": "False", "xenapi_sr_uuid": TARGET,
                           "xenapi_sr_volume_id": VOL},
                          update["admin_metadata"])
@@ -242,14 +257,17 @@ class TestCloneHook(DriverTestCase):
         self.assertIsNone(update)
 
     def test_hook_error_propagates(self):
+        # Without Cinder the hook's own error; with it, Cinder's error
+        # raised from it.
         self.enable()
-        with mock.patch.object(hook, "resign_volume",
-                               side_effect=hook.ResignHookError(
-                                   volume_id=VOL, step="resignature",
-                                   device="/dev/x", reason="r")):
-            self.assertRaises(hook.ResignHookError,
-                              self.wrapper.create_cloned_volume,
-                              {"id": VOL}, {"id": SRC})
+        boom = exception.VolumeResignError(volume_id=VOL, step="resignature",
+                                           device="/dev/x", reason="r")
+        with mock.patch.object(hook, "resign_volume", side_effect=boom):
+            err = self.assertRaises(DRIVER_ERRORS,
+                                    self.wrapper.create_cloned_volume,
+                                    {"id": VOL}, {"id": SRC})
+        self.assertIn(boom, (err, err.__cause__))
+        self.assertIn("failed at resignature", str(err))
 
     def test_backend_error_skips_hook(self):
         self.enable()
@@ -268,10 +286,12 @@ class TestCloneHook(DriverTestCase):
             cfg.IntOpt("num_volume_device_scan_tries", default=7)])
         self.conf.set_override("resign_attach_timeout", 9, group="backend")
         fake_utils = types.SimpleNamespace(get_root_helper=lambda: "rw")
+        real = importutils.try_import
         with mock.patch.object(hook, "resign_volume",
                                return_value=None) as rv, \
                 mock.patch.object(driver.importutils, "try_import",
-                                  return_value=fake_utils):
+                                  side_effect=lambda name: fake_utils
+                                  if name == "cinder.utils" else real(name)):
             self.wrapper.create_cloned_volume({"id": VOL}, {"id": SRC})
         kwargs = rv.call_args[1]
         self.assertTrue(kwargs["use_multipath"])
