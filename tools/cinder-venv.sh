@@ -12,9 +12,9 @@
 # oslo.context 3.4.0 (6.x changed RequestContext's arguments), oslo.db 8.2.1
 # with SQLAlchemy 1.3 and the matching alembic, setuptools < 81 (Cinder
 # imports pkg_resources), and oslo.utils < 8: oslo.context 3.4.0 holds
-# os-brick at 6.1, which still imports oslo_utils.secretutils.md5.  Cinder 16's scheduler also needs the
-# collections.Mapping alias that Python 3.10 removed: cinder_tests/compat.py
-# installs it before Cinder is imported.  The venv is rebuilt when this file
+# os-brick at 6.1, which still imports oslo_utils.secretutils.md5.  Cinder
+# 16's scheduler also needs the collections.Mapping alias that Python 3.10
+# removed: cinder_tests/compat.py installs it before Cinder is imported.  The venv is rebuilt when this file
 # or the project's requirements change.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -75,5 +75,5 @@ if [ "$run" = 1 ]; then
   export OS_STDOUT_CAPTURE=${OS_STDOUT_CAPTURE:-1}
   export OS_STDERR_CAPTURE=${OS_STDERR_CAPTURE:-1}
   export OS_TEST_TIMEOUT=${OS_TEST_TIMEOUT:-300}
-  exec "$VENV/bin/stestr" --test-path ./cinder_tests run "$@"
+  exec "$VENV/bin/stestr" --test-path ./cinder_tests --top-dir ./ run "$@"
 fi
