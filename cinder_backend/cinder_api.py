@@ -72,13 +72,17 @@ def published_sr_uuid(volume: Any) -> str | None:
     return sr_uuid
 
 
-def publish(volume: Any, update: dict, sr_uuid: str | None) -> None:
+def publish(volume: Any, update: dict, sr_uuid: str | None,
+            owner_id: str | None = None) -> None:
     """Publish ``sr_uuid`` for ``volume`` (None: withdraw an inherited one).
 
     A Cinder volume's admin metadata is written now, with an admin
-    context; a mapping's goes into the model ``update``.
+    context; a mapping's goes into the model ``update``.  ``owner_id`` is
+    the volume id the uuid is published for, when it is not ``volume``'s
+    own (a migration's temporary volume whose record becomes the
+    volume's).
     """
-    volume_id = str(hook.vget(volume, "id"))
+    volume_id = owner_id or str(hook.vget(volume, "id"))
     keys = ({SR_UUID_KEY: sr_uuid, SR_VOLUME_KEY: volume_id}
             if sr_uuid else {})
     if is_cinder_volume(volume):

@@ -231,6 +231,26 @@ class ResignVolumeDriver(object):
             "create_consistencygroup_from_src", volumes, context, group,
             volumes, cgsnapshot, snapshots, source_cg, source_vols)
 
+    def update_migrated_volume(self, ctxt: Any, volume: Any, new_volume: Any,
+                               original_volume_status: str) -> Any:
+        """After a generic migration, publish the SR uuid the new LUN holds.
+
+        Cinder copied the LUN's bytes to ``new_volume`` (a new target, so
+        Nova would compute a new SR uuid that no VG on the LUN has).  The
+        SR uuid read from the copy is published for ``volume``, whose id
+        survives; on both records, since Cinder swaps them afterwards.
+        Runs on the destination backend, whether or not its driver
+        implements the call.
+        """
+        try:
+            update = self._backend.update_migrated_volume(
+                ctxt, volume, new_volume, original_volume_status)
+        except NotImplementedError:
+            self._publish_migrated(volume, new_volume)
+            raise
+        self._publish_migrated(volume, new_volume)
+        return update
+
     def initialize_connection(self, volume: Any, connector: Any,
                               *args: Any, **kwargs: Any) -> Any:
         info = self._backend.initialize_connection(volume, connector,
@@ -244,7 +264,7 @@ class ResignVolumeDriver(object):
             info["data"] = publish_sr_uuid(info["data"], sr_uuid)
         return info
 
-    def resign_volume(self, volume: Any) -> dict | None:
+    def resign_volume(self, volume: Any, write: bool = True) -> dict | None:
         """Run the hook on ``volume`` with this backend's settings."""
         conf = self.resign_conf
         configuration = self._backend_configuration
@@ -266,7 +286,7 @@ class ResignVolumeDriver(object):
                 configuration, "num_volume_device_scan_tries", 3)),
             attach_timeout=int(_conf_get(
                 configuration, "resign_attach_timeout", 120)),
-            context=hook.vget(volume, "_context"))
+            context=hook.vget(volume, "_context"), write=write)
 
     def _after_clone(self, volume: Any, update: Any, source: str
                      ) -> dict | None:
@@ -284,6 +304,22 @@ class ResignVolumeDriver(object):
         cinder_api.publish(volume, update,
                            result["sr_uuid"] if result else None)
         return update or None
+
+    def _publish_migrated(self, volume: Any, new_volume: Any) -> None:
+        if not self.resign_enabled():
+            return
+        try:
+            found = self.resign_volume(new_volume, write=False)
+        except exception.VolumeResignError as err:
+            # The data moved; only the published uuid is missing.  Nova
+            # then finds no SR of its computed uuid and says so.
+            LOG.error("Volume %s migrated, but its SR uuid cannot be read "
+                      "from the new LUN: %s", hook.vget(volume, "id"), err)
+            return
+        sr_uuid = found["sr_uuid"] if found else None
+        for record in (volume, new_volume):
+            cinder_api.publish(record, {}, sr_uuid,
+                               owner_id=str(hook.vget(volume, "id")))
 
     def _after_group(self, method: str, volumes: list, *args: Any) -> tuple:
         call = getattr(self._backend, method, None)

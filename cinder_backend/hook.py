@@ -46,6 +46,7 @@ from typing import Any
 
 from cinder_backend import privileged
 from nova_xenapi_resign import exception
+from nova_xenapi_resign.lvhd import sr as sr_mod
 from nova_xenapi_resign import sr_naming
 
 LOG = logging.getLogger(__name__)
@@ -146,7 +147,7 @@ def resign_volume(driver: Any, volume: Any, *, conf: Any,
                   enforce_multipath: bool = False,
                   device_scan_attempts: int = 3,
                   attach_timeout: float = 120, context: Any = None,
-                  lock_path: str | None = None,
+                  lock_path: str | None = None, write: bool = True,
                   resign=None, connector=None) -> dict | None:
     """Resignature the LVHD SR on a newly created volume, if it holds one.
 
@@ -155,6 +156,8 @@ def resign_volume(driver: Any, volume: Any, *, conf: Any,
     ``conf`` is the ``[xenapi_resign]`` group (``sr_naming``,
     ``backup_dir``).  ``connector_properties`` skips gathering this host's
     properties.
+    ``write=False`` only reads the SR uuid the LUN holds (after a
+    migration copied it): nothing is written and ``sr_uuid`` is that uuid.
     ``resign`` and ``connector`` replace
     :func:`cinder_backend.privileged.resign_device` (same arguments, same
     dict result) and the os-brick connector (tests, fault injection).
@@ -226,31 +229,39 @@ def resign_volume(driver: Any, volume: Any, *, conf: Any,
                      volume_id, path)
             failed = False
             return None
-        try:
-            target = sr_naming.preferred_sr_uuid(data, conf.sr_naming)
-        except Exception as exc:
-            raise fail(STEP_NAMING, exc) from exc
-        LOG.info("Volume %s (%s) holds %s: resigning it to SR %s",
-                 volume_id, path, vg_name, target)
-        try:
-            res = resign(path, target, backup_dir=conf.backup_dir,
-                         lock_path=lock_path)
-        except exception.UnsafeOperation as exc:
-            raise fail(STEP_RESIGN, exc, "refused, nothing written: %s"
-                       % exc, refused=True) from exc
-        except Exception as exc:
-            raise fail(STEP_RESIGN, exc) from exc
-        result = {
-            "sr_uuid": target,
-            "changed": res["changed"],
-            "state": res["state"],
-            "volume_id": volume_id,
-            "device": path,
-            "source_vg_name": vg_name,
-            "message": res["message"],
-            "bytes_written": res["bytes_written"],
-            "resign_seconds": res["seconds"],
-        }
+        if not write:
+            result = {"sr_uuid": vg_name[len(sr_mod.VG_PREFIX):],
+                      "changed": False, "state": "read",
+                      "volume_id": volume_id, "device": path,
+                      "source_vg_name": vg_name, "bytes_written": 0,
+                      "message": "holds %s (read only)" % vg_name,
+                      "resign_seconds": 0.0}
+        else:
+            try:
+                target = sr_naming.preferred_sr_uuid(data, conf.sr_naming)
+            except Exception as exc:
+                raise fail(STEP_NAMING, exc) from exc
+            LOG.info("Volume %s (%s) holds %s: resigning it to SR %s",
+                     volume_id, path, vg_name, target)
+            try:
+                res = resign(path, target, backup_dir=conf.backup_dir,
+                             lock_path=lock_path)
+            except exception.UnsafeOperation as exc:
+                raise fail(STEP_RESIGN, exc, "refused, nothing written: %s"
+                           % exc, refused=True) from exc
+            except Exception as exc:
+                raise fail(STEP_RESIGN, exc) from exc
+            result = {
+                "sr_uuid": target,
+                "changed": res["changed"],
+                "state": res["state"],
+                "volume_id": volume_id,
+                "device": path,
+                "source_vg_name": vg_name,
+                "message": res["message"],
+                "bytes_written": res["bytes_written"],
+                "resign_seconds": res["seconds"],
+            }
         failed = False
     finally:
         error = cleanup.run(failed)

@@ -206,7 +206,12 @@ class TestNonAdminAttach(RealCinderTestCase):
             self.assertEqual(on_lun, data["sr_uuid"])
             self.assertIn("introduce_sr_keys", data)
         finally:
-            self.api.attachment_delete(self.user, attachment)
+            # As the REST API does: the attachment as stored (with the
+            # connector the update saved), not the object created above.
+            from cinder import objects
+            self.api.attachment_delete(
+                self.user, objects.VolumeAttachment.get_by_id(
+                    self.user, attachment.id))
         self.assertEqual(on_lun, self.published_to_user(new)["sr_uuid"])
 
 
@@ -329,3 +334,25 @@ class TestPassThrough(RealCinderTestCase):
         self.assertEqual(set(), {"do_setup", "check_for_setup_error"} - names)
         self.assertIsNone(cinder_api.published_sr_uuid(
             self.create()))
+
+
+class TestMigration(RealCinderTestCase):
+
+    def test_generic_migration_publishes_the_sr_uuid_on_the_lun(self):
+        # An original (never resigned) SR: after the migration its LUN has
+        # a new target, so Nova's computed uuid no longer names its VG.
+        src, _ = self.lvhd_source()
+        here = src.host.split("@")[1].split("#")[0]
+        there = next(name for name in harness.BACKENDS if name != here)
+        self.api.migrate_volume(self.cloud.admin, src,
+                                "%s@%s#%s" % (harness.HOST, there, there),
+                                None, True, False)
+        vol = self.cloud.wait_for(
+            lambda: self.api.get(self.cloud.admin, src.id),
+            lambda v: v.migration_status in ("success", "error", None),
+            "the migration")
+        self.assertEqual("success", vol.migration_status)
+        self.assertEqual(there, vol.host.split("@")[1].split("#")[0])
+        self.assertEqual(SR_UUID, sr_mod.inspect_path(self.lun(vol)).sr_uuid)
+        self.assertNotEqual(SR_UUID, self.expected_sr_uuid(vol))
+        self.assertEqual(SR_UUID, self.published_to_user(vol)["sr_uuid"])
