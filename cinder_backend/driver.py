@@ -27,6 +27,9 @@ call and attribute goes to it.  These calls do more:
   refusal is final (no reschedule, the user gets a message); other
   failures raise ``VolumeBackendAPIException``.  The source is untouched
   either way.
+* ``update_migrated_volume`` (after a generic migration, on the
+  destination): the SR UUID the copied LUN holds is read (nothing written)
+  and published, since the new target makes Nova compute another one.
 * ``initialize_connection``: when the volume has a published SR UUID, the
   connection data gets ``sr_uuid`` and ``introduce_sr_keys`` (with the
   iSCSI device-config values ``target``, ``port``, ``targetIQN``, CHAP and
@@ -242,9 +245,11 @@ class ResignVolumeDriver(object):
         Runs on the destination backend, whether or not its driver
         implements the call.
         """
+        call = getattr(self._backend, "update_migrated_volume", None)
         try:
-            update = self._backend.update_migrated_volume(
-                ctxt, volume, new_volume, original_volume_status)
+            if call is None:
+                raise NotImplementedError("update_migrated_volume")
+            update = call(ctxt, volume, new_volume, original_volume_status)
         except NotImplementedError:
             self._publish_migrated(volume, new_volume)
             raise
@@ -331,7 +336,8 @@ class ResignVolumeDriver(object):
         by_id = {str(u["id"]): u for u in volume_updates or ()}
         updates = []
         for volume in volumes:
-            update = dict(by_id.get(str(volume.id)) or {"id": volume.id})
+            volume_id = hook.vget(volume, "id")
+            update = dict(by_id.get(str(volume_id)) or {"id": volume_id})
             if update.get("status") != "error":
                 update = self._after_clone(volume, update, "group %s"
                                            % hook.vget(args[1], "id"))

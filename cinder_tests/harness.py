@@ -46,6 +46,9 @@ def _write_conf(root: str) -> str:
         # The scheduler waits one periodic interval for the backends'
         # capabilities before it schedules anything (60 s by default).
         "periodic_interval = 2",
+        # Heartbeats are green threads; a test's blocking lvm2 commands on
+        # a shared CPU must not make the scheduler think a service is down.
+        "service_down_time = 3600",
         "[database]",
         "connection = sqlite:///%s/cinder.sqlite" % root,
         "[oslo_concurrency]",

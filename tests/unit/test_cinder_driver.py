@@ -1,5 +1,7 @@
 """cinder_backend.driver: delegation, the hooked calls, publishing."""
 
+import functools
+import inspect
 import types
 from unittest import mock
 
@@ -26,6 +28,11 @@ IQN = "iqn.2010-10.org.openstack:volume-" + VOL
 CONFIG_ERRORS = tuple({exception.InvalidInput, getattr(
     importutils.try_import("cinder.exception"), "VolumeBackendAPIException",
     exception.InvalidInput)})
+# What the wrapper raises for a refusal: Cinder's never-rescheduled
+# MetadataUpdateFailure when Cinder is installed, else the hook's.
+REFUSAL_ERRORS = tuple({exception.VolumeResignRefused, getattr(
+    importutils.try_import("cinder.exception"), "MetadataUpdateFailure",
+    exception.VolumeResignRefused)})
 # What the wrapper raises for a hook error: Cinder's own error when Cinder
 # is installed, else the hook's.
 DRIVER_ERRORS = tuple({exception.VolumeResignError, getattr(
@@ -194,6 +201,19 @@ class TestDelegation(DriverTestCase):
     def test_repr(self):
         self.assertIn("InnerDriver", repr(self.wrapper))
 
+    def test_traced_methods_stay_on_the_wrapper(self):
+        # What osprofiler.trace_cls does to the driver object when Cinder's
+        # [profiler] enabled: a traced copy of each method, set on it.
+        for name, method in inspect.getmembers(self.wrapper,
+                                               inspect.ismethod):
+            if not name.startswith("_"):
+                setattr(self.wrapper, name, functools.partial(method))
+        self.assertIn("create_cloned_volume", vars(self.wrapper))
+        self.assertNotIn("create_cloned_volume", vars(self.wrapper.backend))
+        # No recursion: the wrapper still reaches the backend's own method.
+        self.assertEqual("CHAP u p", self.wrapper.create_cloned_volume(
+            {"id": VOL}, {"id": SRC})["provider_auth"])
+
 
 class TestCloneHook(DriverTestCase):
 
@@ -349,3 +369,84 @@ class TestInitializeConnection(DriverTestCase):
                                       TARGET)
         self.assertEqual(["x"], data["introduce_sr_keys"])
         self.assertEqual(TARGET, data["sr_uuid"])
+
+
+class NativeGroupDriver(InnerDriver):
+    """A backend with its own group-from-source."""
+
+    def create_group_from_src(self, context, group, volumes, *args):
+        self.calls.append(("create_group_from_src", group["id"]))
+        return {"status": "available"}, [
+            {"id": v["id"], "status": "available"} for v in volumes]
+
+
+class TestGroups(DriverTestCase):
+
+    def test_native_group_volumes_resigned(self):
+        self.enable()
+        wrapper = self.make(__name__ + ".NativeGroupDriver")
+        volumes = [{"id": VOL}, {"id": SRC}]
+        with mock.patch.object(hook, "resign_volume",
+                               return_value={"sr_uuid": TARGET}) as rv:
+            model, updates = wrapper.create_group_from_src(
+                "ctx", {"id": "g"}, volumes, None, None, {"id": "g0"},
+                [{"id": "a"}, {"id": "b"}])
+        self.assertEqual({"status": "available"}, model)
+        self.assertEqual([VOL, SRC], [c[0][1]["id"]
+                                      for c in rv.call_args_list])
+        self.assertEqual([{"id": VOL, "status": "available",
+                           "admin_metadata": {"xenapi_sr_uuid": TARGET,
+                                              "xenapi_sr_volume_id": VOL}},
+                          {"id": SRC, "status": "available",
+                           "admin_metadata": {"xenapi_sr_uuid": TARGET,
+                                              "xenapi_sr_volume_id": SRC}}],
+                         updates)
+
+    def test_without_native_group_cinder_goes_generic(self):
+        self.enable()
+        self.assertRaises(NotImplementedError,
+                          self.wrapper.create_group_from_src, "ctx",
+                          {"id": "g"}, [])
+        self.assertRaises(NotImplementedError,
+                          self.wrapper.create_consistencygroup_from_src,
+                          "ctx", {"id": "g"}, [])
+
+    def test_failed_native_volume_not_touched(self):
+        self.enable()
+        wrapper = self.make(__name__ + ".NativeGroupDriver")
+        with mock.patch.object(wrapper.backend, "create_group_from_src",
+                               return_value=(None, [{"id": VOL,
+                                                     "status": "error"}])), \
+                mock.patch.object(hook, "resign_volume") as rv:
+            _, updates = wrapper.create_group_from_src(
+                "ctx", {"id": "g"}, [{"id": VOL}])
+        rv.assert_not_called()
+        self.assertEqual([{"id": VOL, "status": "error"}], updates)
+
+
+class TestRefusal(DriverTestCase):
+
+    def test_refusal_is_final_for_cinder(self):
+        self.enable()
+        refused = exception.VolumeResignRefused(
+            volume_id=VOL, step="resignature", device="/dev/x",
+            reason="refused, nothing written: journal")
+        with mock.patch.object(hook, "resign_volume", side_effect=refused):
+            err = self.assertRaises(REFUSAL_ERRORS,
+                                    self.wrapper.create_cloned_volume,
+                                    {"id": VOL}, {"id": SRC})
+        self.assertIn(refused, (err, err.__cause__))
+        self.assertIn("journal", str(err))
+
+
+class TestMigration(DriverTestCase):
+
+    def test_update_migrated_volume_reads_without_writing(self):
+        self.enable()
+        with mock.patch.object(hook, "resign_volume",
+                               return_value={"sr_uuid": TARGET}) as rv:
+            self.assertRaises(NotImplementedError,
+                              self.wrapper.update_migrated_volume, "ctx",
+                              {"id": VOL}, {"id": SRC}, "available")
+        self.assertEqual(SRC, rv.call_args[0][1]["id"])
+        self.assertFalse(rv.call_args[1]["write"])
