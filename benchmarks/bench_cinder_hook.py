@@ -9,7 +9,8 @@ driver (``tests/functional/cinder_fakes.py``) behind
 connector; os-brick's and the hook's privileged calls in-process).  For
 each case a source LUN holding an LVHD SR is formatted once; each
 repetition makes a fresh SAN clone of it (``cp --sparse=always``, reported
-for scale) and runs the hook on the clone, as the wrapper's ``create_cloned_volume`` does.
+for scale) and runs the hook on the clone, as the wrapper's
+``create_cloned_volume`` does.
 
 Columns: the backend copy, the hook in total, and its parts: os-brick
 connector properties of this host, the resignature (``resign_device``,
