@@ -111,14 +111,15 @@ class CinderHookTestCase(base.FunctionalTestCase):
                         backup_dir=self.backups, sr_naming=self.STYLE)
         self.conf = cfg.ConfigOpts()
         self.conf([])
-        self.configuration = cinder_fakes.FakeConfiguration(self.conf)
+        self.configuration = cinder_fakes.backend_configuration(self.conf)
         self.configuration.append_config_values(opts.resign_opts)
         self.configuration.append_config_values(cinder_fakes.fake_opts)
-        self.configuration.set(
-            "resign_backend_driver",
-            "tests.functional.cinder_fakes.LoopBackendDriver")
-        self.configuration.set("fake_san_dir", self.san_dir)
-        self.configuration.set("resign_attach_timeout", 5)
+        for name, value in (
+                ("resign_backend_driver",
+                 "tests.functional.cinder_fakes.LoopBackendDriver"),
+                ("fake_san_dir", self.san_dir),
+                ("resign_attach_timeout", 5)):
+            cinder_fakes.set_backend_option(self.configuration, name, value)
         self.driver = driver.ResignVolumeDriver(
             configuration=self.configuration)
         self.backend = self.driver.backend
