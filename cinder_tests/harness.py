@@ -157,10 +157,12 @@ class Cloud(object):
         from cinder.volume import api as volume_api
         self.volume_api = volume_api.API()
         self.group_api = group_api.API()
-        self.admin = context.RequestContext(USER, PROJECT, is_admin=True,
-                                            roles=["admin"])
-        self.user = context.RequestContext(USER, PROJECT, is_admin=False,
-                                           roles=["member"])
+        # The roles Keystone puts in a token (it expands the implied
+        # ones; Cinder 2023.2+'s policies ask for "reader").
+        self.admin = context.RequestContext(
+            USER, PROJECT, is_admin=True, roles=["admin", "member", "reader"])
+        self.user = context.RequestContext(
+            USER, PROJECT, is_admin=False, roles=["member", "reader"])
 
     def _scheduler_sees_backends(self) -> bool:
         from cinder import context

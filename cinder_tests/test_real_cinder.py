@@ -215,6 +215,10 @@ class TestNonAdminAttach(RealCinderTestCase):
             self.api.attachment_delete(
                 self.user, objects.VolumeAttachment.get_by_id(
                     self.user, attachment.id))
+            # Cinder 24 terminates the connection after the API returned.
+            backend = self.backend(new.host.split("@")[1].split("#")[0])
+            self.cloud.wait_for(lambda: new.name in backend.loops, False,
+                                "terminate_connection")
         self.assertEqual(on_lun, self.published_to_user(new)["sr_uuid"])
 
 
