@@ -163,6 +163,11 @@ class Cloud(object):
             USER, PROJECT, is_admin=True, roles=["admin", "member", "reader"])
         self.user = context.RequestContext(
             USER, PROJECT, is_admin=False, roles=["member", "reader"])
+        # Nova: the user's token plus its service token (Cinder 2023.2+
+        # lets only a service delete an attachment of a server).
+        self.nova = context.RequestContext(
+            USER, PROJECT, is_admin=False, roles=["member", "reader"],
+            service_roles=["service"])
 
     def _scheduler_sees_backends(self) -> bool:
         from cinder import context

@@ -213,7 +213,7 @@ class TestNonAdminAttach(RealCinderTestCase):
             # connector the update saved), not the object created above.
             from cinder import objects
             self.api.attachment_delete(
-                self.user, objects.VolumeAttachment.get_by_id(
+                self.cloud.nova, objects.VolumeAttachment.get_by_id(
                     self.user, attachment.id))
             # Cinder 24 terminates the connection after the API returned.
             backend = self.backend(new.host.split("@")[1].split("#")[0])
