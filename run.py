@@ -6,7 +6,8 @@
 
 Needs only Python 3.11+ (with venv or pip). As root on Debian, ``test``
 also installs the Debian packages the functional tests use (lvm2,
-libvhdi-utils, qemu-utils, strace) when they are missing; set
+libvhdi-utils, qemu-utils, strace, and dmidecode for os-brick) when they
+are missing; set
 RUN_PY_NO_APT=1 to stop it. Extra arguments are passed on (to stestr for
 ``test``).
 """
@@ -25,7 +26,8 @@ BIN = os.path.join(VENV, "bin")
 REQUIREMENTS = ("requirements.txt", "test-requirements.txt", "pyproject.toml",
                 "setup.cfg")
 DEBIAN_TOOLS = {"lvm": "lvm2", "vhdiinfo": "libvhdi-utils",
-                "qemu-img": "qemu-utils", "strace": "strace"}
+                "qemu-img": "qemu-utils", "strace": "strace",
+                "dmidecode": "dmidecode"}
 
 
 def say(msg):

@@ -6,10 +6,11 @@
 Needs root (loop devices).  The backend is the functional tests' loop
 driver (``tests/functional/cinder_fakes.py``) behind
 ``cinder_backend.driver.ResignVolumeDriver``, with real os-brick (LOCAL
-connector, privileged calls in-process).  For each case a source LUN
-holding an LVHD SR is formatted once; each repetition makes a fresh SAN
-clone of it (``cp --sparse=always``, reported for scale) and runs the hook
-on the clone, as the wrapper's ``create_cloned_volume`` does.
+connector; os-brick's and the hook's privileged calls in-process).  For
+each case a source LUN holding an LVHD SR is formatted once; each
+repetition makes a fresh SAN clone of it (``cp --sparse=always``, reported
+for scale) and runs the hook on the clone, as the wrapper's
+``create_cloned_volume`` does.
 
 Columns: the backend copy, the hook in total, and its parts: os-brick
 connector properties of this host, the resignature (``resign_device``,
@@ -40,6 +41,7 @@ from benchmarks import lun  # noqa: E402
 from cinder_backend import driver  # noqa: E402
 from cinder_backend import hook  # noqa: E402
 from cinder_backend import opts  # noqa: E402
+from cinder_backend import privileged  # noqa: E402
 from nova_xenapi_resign import conf as xenapi_conf  # noqa: E402
 from tests.functional import cinder_fakes  # noqa: E402
 
@@ -47,8 +49,9 @@ SOURCE = "11111111-1111-4111-8111-111111111111"
 
 
 def make_driver(workdir):
-    from os_brick import privileged
-    privileged.default.set_client_mode(False)
+    from os_brick import privileged as brick_privileged
+    for pctxt in (brick_privileged.default, privileged.default):
+        pctxt.set_client_mode(False)
     xenapi_conf.register_opts(cfg.CONF)
     cfg.CONF([], project="bench")
     cfg.CONF.set_override("resignature_duplicate_srs", True,

@@ -14,16 +14,22 @@ Configure a backend section of ``cinder.conf``::
 
 :class:`ResignVolumeDriver` is constructed like any Cinder driver and builds
 the real driver (``resign_backend_driver``) with the same arguments; every
-call and attribute goes to it.  Three calls do more:
+call and attribute goes to it.  These calls do more:
 
-* ``create_volume_from_snapshot`` and ``create_cloned_volume``: when the
-  backend succeeded and ``[xenapi_resign] resignature_duplicate_srs`` is
-  True, the new volume is attached on this host and its LVHD SR (if any)
-  resignatured (:func:`cinder_backend.hook.resign_volume`).  The SR UUID is
-  returned in the model update as the volume's admin metadata
-  ``xenapi_sr_uuid`` (with ``xenapi_sr_volume_id``, the volume it was
-  computed for).  A failure raises ``VolumeBackendAPIException``: the volume
-  goes to ``error`` with the reason, the source is untouched.
+* ``create_volume_from_snapshot`` and ``create_cloned_volume``, and the
+  backend's own ``create_group_from_src`` /
+  ``create_consistencygroup_from_src`` for every volume of the new group:
+  when the backend succeeded and ``[xenapi_resign]
+  resignature_duplicate_srs`` is True, the new volume is attached on this
+  host and its LVHD SR (if any) resignatured
+  (:func:`cinder_backend.hook.resign_volume`).  The SR UUID is published
+  in the volume's admin metadata (:mod:`cinder_backend.cinder_api`).  A
+  refusal is final (no reschedule, the user gets a message); other
+  failures raise ``VolumeBackendAPIException``.  The source is untouched
+  either way.
+* ``update_migrated_volume`` (after a generic migration, on the
+  destination): the SR UUID the copied LUN holds is read (nothing written)
+  and published, since the new target makes Nova compute another one.
 * ``initialize_connection``: when the volume has a published SR UUID, the
   connection data gets ``sr_uuid`` and ``introduce_sr_keys`` (with the
   iSCSI device-config values ``target``, ``port``, ``targetIQN``, CHAP and
@@ -48,6 +54,12 @@ would let a user point a volume at another tenant's SR; admin metadata is
 written only by Cinder.  It is published only for the volume it was
 computed for, so metadata a clone inherits never names its source's SR.
 
+Why the wrapper's own methods stay on the wrapper: with ``[profiler]
+enabled`` Cinder's manager runs ``osprofiler.trace_cls`` on the driver
+object, which sets a traced copy of each of the wrapper's methods as an
+instance attribute.  Forwarded to the backend, the backend's method would
+become the wrapper's, which calls the backend's: endless recursion.
+
 Cinder is not imported to load this module.
 """
 
@@ -60,6 +72,7 @@ from typing import Any
 from oslo_config import cfg
 from oslo_utils import importutils
 
+from cinder_backend import cinder_api
 from cinder_backend import hook
 from cinder_backend import opts as backend_opts
 from nova_xenapi_resign import conf as xenapi_conf
@@ -67,10 +80,6 @@ from nova_xenapi_resign import exception
 from nova_xenapi_resign.xenapi import volume_utils
 
 LOG = logging.getLogger(__name__)
-
-#: Admin metadata keys of a resigned volume.
-SR_UUID_KEY = "xenapi_sr_uuid"
-SR_VOLUME_KEY = "xenapi_sr_volume_id"
 
 # Attributes kept on the wrapper itself; everything else is the backend's.
 _OWN = frozenset(("_backend", "_backend_class", "_resign_conf",
@@ -95,22 +104,6 @@ def _global_opt(name: str, default: Any = None) -> Any:
         return getattr(cfg.CONF, name)
     except (cfg.NoSuchOptError, cfg.NotInitializedError, AttributeError):
         return default
-
-
-def published_sr_uuid(volume: Any) -> str | None:
-    """The SR UUID the hook published for ``volume``, if any."""
-    admin = hook._vget(volume, "admin_metadata") or {}
-    if not isinstance(admin, Mapping):
-        return None
-    sr_uuid = admin.get(SR_UUID_KEY)
-    if not sr_uuid:
-        return None
-    if str(admin.get(SR_VOLUME_KEY)) != str(hook._vget(volume, "id")):
-        LOG.debug("Volume %s: ignoring %s=%s published for volume %s",
-                  hook._vget(volume, "id"), SR_UUID_KEY, sr_uuid,
-                  admin.get(SR_VOLUME_KEY))
-        return None
-    return sr_uuid
 
 
 def publish_sr_uuid(data: Mapping[str, Any], sr_uuid: str) -> dict:
@@ -170,13 +163,15 @@ class ResignVolumeDriver(object):
         return getattr(backend, name)
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if name in _OWN:
+        # A name the wrapper's class defines (a hooked method) stays here:
+        # see the module docstring on osprofiler.
+        if name in _OWN or hasattr(type(self), name):
             object.__setattr__(self, name, value)
         else:
             setattr(self._backend, name, value)
 
     def __delattr__(self, name: str) -> None:
-        if name in _OWN:
+        if name in _OWN or name in self.__dict__:
             object.__delattr__(self, name)
         else:
             delattr(self._backend, name)
@@ -209,34 +204,82 @@ class ResignVolumeDriver(object):
                                     ) -> dict | None:
         update = self._backend.create_volume_from_snapshot(volume, snapshot)
         return self._after_clone(volume, update, "snapshot %s"
-                                 % hook._vget(snapshot, "id"))
+                                 % hook.vget(snapshot, "id"))
 
     def create_cloned_volume(self, volume: Any, src_vref: Any
                              ) -> dict | None:
         update = self._backend.create_cloned_volume(volume, src_vref)
         return self._after_clone(volume, update, "volume %s"
-                                 % hook._vget(src_vref, "id"))
+                                 % hook.vget(src_vref, "id"))
+
+    def create_group_from_src(self, context: Any, group: Any, volumes: list,
+                              group_snapshot: Any = None,
+                              snapshots: Any = None, source_group: Any = None,
+                              source_vols: Any = None) -> tuple:
+        """The backend's native group copy, then each volume resigned.
+
+        A backend without one raises ``NotImplementedError``, and Cinder
+        makes the group volume by volume through the hooked clone calls.
+        """
+        return self._after_group(
+            "create_group_from_src", volumes, context, group, volumes,
+            group_snapshot, snapshots, source_group, source_vols)
+
+    def create_consistencygroup_from_src(
+            self, context: Any, group: Any, volumes: list,
+            cgsnapshot: Any = None, snapshots: Any = None,
+            source_cg: Any = None, source_vols: Any = None) -> tuple:
+        """The consistency-group form of :meth:`create_group_from_src`."""
+        return self._after_group(
+            "create_consistencygroup_from_src", volumes, context, group,
+            volumes, cgsnapshot, snapshots, source_cg, source_vols)
+
+    def update_migrated_volume(self, ctxt: Any, volume: Any, new_volume: Any,
+                               original_volume_status: str) -> Any:
+        """After a generic migration, publish the SR uuid the new LUN holds.
+
+        Cinder copied the LUN's bytes to ``new_volume`` (a new target, so
+        Nova would compute a new SR uuid that no VG on the LUN has).  The
+        SR uuid read from the copy is published for ``volume``, whose id
+        survives; on both records, since Cinder swaps them afterwards.
+        Runs on the destination backend, whether or not its driver
+        implements the call.
+        """
+        call = getattr(self._backend, "update_migrated_volume", None)
+        try:
+            if call is None:
+                raise NotImplementedError("update_migrated_volume")
+            update = call(ctxt, volume, new_volume, original_volume_status)
+        except NotImplementedError:
+            self._publish_migrated(volume, new_volume)
+            raise
+        self._publish_migrated(volume, new_volume)
+        return update
 
     def initialize_connection(self, volume: Any, connector: Any,
                               *args: Any, **kwargs: Any) -> Any:
         info = self._backend.initialize_connection(volume, connector,
                                                    *args, **kwargs)
-        sr_uuid = published_sr_uuid(volume)
-        if (sr_uuid and isinstance(info, Mapping)
+        if not (isinstance(info, Mapping)
                 and isinstance(info.get("data"), Mapping)):
+            return info
+        sr_uuid = cinder_api.published_sr_uuid(volume)
+        if sr_uuid:
             info = dict(info)
             info["data"] = publish_sr_uuid(info["data"], sr_uuid)
         return info
 
-    def resign_volume(self, volume: Any) -> dict | None:
+    def resign_volume(self, volume: Any, write: bool = True) -> dict | None:
         """Run the hook on ``volume`` with this backend's settings."""
         conf = self.resign_conf
         configuration = self._backend_configuration
         root_helper = "sudo"
         cinder_utils = importutils.try_import("cinder.utils")
-        if cinder_utils is not None and hasattr(cinder_utils,
-                                                "get_root_helper"):
+        try:
             root_helper = cinder_utils.get_root_helper()
+        except (AttributeError, cfg.NoSuchOptError):
+            # Not inside a configured Cinder (tests, the hook alone).
+            pass
         return hook.resign_volume(
             self._backend, volume, conf=conf, root_helper=root_helper,
             my_ip=_global_opt("my_ip"),
@@ -248,25 +291,55 @@ class ResignVolumeDriver(object):
                 configuration, "num_volume_device_scan_tries", 3)),
             attach_timeout=int(_conf_get(
                 configuration, "resign_attach_timeout", 120)),
-            context=hook._vget(volume, "_context"))
+            context=hook.vget(volume, "_context"), write=write)
 
     def _after_clone(self, volume: Any, update: Any, source: str
                      ) -> dict | None:
         if not self.resign_enabled():
             return update
         update = dict(update or {})
-        hook._apply(volume, update)
+        hook.apply_update(volume, update)
         LOG.debug("Volume %s created from %s: checking for an LVHD SR",
-                  hook._vget(volume, "id"), source)
-        result = self.resign_volume(volume)
-        admin = dict(hook._vget(volume, "admin_metadata") or {})
-        admin.update(update.get("admin_metadata") or {})
-        stale = SR_UUID_KEY in admin or SR_VOLUME_KEY in admin
-        admin.pop(SR_UUID_KEY, None)
-        admin.pop(SR_VOLUME_KEY, None)
-        if result is not None:
-            admin[SR_UUID_KEY] = result["sr_uuid"]
-            admin[SR_VOLUME_KEY] = str(hook._vget(volume, "id"))
-        if result is not None or stale:
-            update["admin_metadata"] = admin
+                  hook.vget(volume, "id"), source)
+        try:
+            result = self.resign_volume(volume)
+        except exception.VolumeResignError as err:
+            cinder_api.tell_user(volume, err)
+            raise cinder_api.driver_error(err) from err
+        cinder_api.publish(volume, update,
+                           result["sr_uuid"] if result else None)
         return update or None
+
+    def _publish_migrated(self, volume: Any, new_volume: Any) -> None:
+        if not self.resign_enabled():
+            return
+        try:
+            found = self.resign_volume(new_volume, write=False)
+        except exception.VolumeResignError as err:
+            # The data moved; only the published uuid is missing.  Nova
+            # then finds no SR of its computed uuid and says so.
+            LOG.error("Volume %s migrated, but its SR uuid cannot be read "
+                      "from the new LUN: %s", hook.vget(volume, "id"), err)
+            return
+        sr_uuid = found["sr_uuid"] if found else None
+        for record in (volume, new_volume):
+            cinder_api.publish(record, {}, sr_uuid,
+                               owner_id=str(hook.vget(volume, "id")))
+
+    def _after_group(self, method: str, volumes: list, *args: Any) -> tuple:
+        call = getattr(self._backend, method, None)
+        if call is None:
+            raise NotImplementedError(method)
+        model_update, volume_updates = call(*args)
+        if not self.resign_enabled():
+            return model_update, volume_updates
+        by_id = {str(u["id"]): u for u in volume_updates or ()}
+        updates = []
+        for volume in volumes:
+            volume_id = hook.vget(volume, "id")
+            update = dict(by_id.get(str(volume_id)) or {"id": volume_id})
+            if update.get("status") != "error":
+                update = self._after_clone(volume, update, "group %s"
+                                           % hook.vget(args[1], "id"))
+            updates.append(update)
+        return model_update, updates

@@ -25,10 +25,13 @@ a resignature in the middle:
    ``driver.remove_export``, each in a ``finally`` block, so a failure at
    any step never leaves the volume attached or exported.
 
-A failure raises Cinder's ``VolumeBackendAPIException`` when Cinder is
-importable (the error a backend driver raises), else
-:class:`ResignHookError`; either names the volume, the step, the device and
-the reason.  Running the hook again is safe: the resignature is idempotent
+A failure raises :class:`~nova_xenapi_resign.exception.VolumeResignError`
+(:class:`~nova_xenapi_resign.exception.VolumeResignRefused` when the
+resignature refused, nothing written), naming the volume, the step, the
+device and the reason; the wrapper driver turns it into the Cinder error
+that fits.  The device reads and writes run in the privsep daemon
+(:mod:`cinder_backend.privileged`), so an unprivileged cinder-volume can
+run the hook.  Running the hook again is safe: the resignature is idempotent
 (a resigned device is left as it is) and resumable (an interrupted one is
 finished from its backup).
 """
@@ -41,14 +44,9 @@ import os
 import time
 from typing import Any
 
-from oslo_utils import importutils
-
+from cinder_backend import privileged
 from nova_xenapi_resign import exception
-from nova_xenapi_resign.lvhd import device as device_mod
-from nova_xenapi_resign.lvhd import lvm
 from nova_xenapi_resign.lvhd import naming
-from nova_xenapi_resign.lvhd import vg_metadata
-from nova_xenapi_resign import resign as resign_mod
 from nova_xenapi_resign import sr_naming
 
 LOG = logging.getLogger(__name__)
@@ -68,31 +66,17 @@ STEP_REMOVE_EXPORT = "remove_export"
 DEVICE_POLL_INTERVAL = 0.25
 
 
-class ResignHookError(exception.ResignException):
-    """The resignature of a new volume failed (Cinder not importable)."""
-
-    msg_fmt = ("Resignature of volume %(volume_id)s failed at %(step)s "
-               "(device %(device)s): %(reason)s")
-
-
-def backend_error(volume_id: str, step: str, device: str | None,
-                  reason: str) -> Exception:
-    """The error a backend driver raises, with a precise message.
-
-    ``cinder.exception.VolumeBackendAPIException`` when Cinder is
-    importable (the volume then goes to ``error`` with this reason), else
-    :class:`ResignHookError`.  The message is the same in both cases.
-    """
-    err = ResignHookError(volume_id=volume_id, step=step,
-                          device=device or "<not attached>", reason=reason)
-    cinder_exception = importutils.try_import("cinder.exception")
-    cls = getattr(cinder_exception, "VolumeBackendAPIException", None)
-    if cls is None:
-        return err
-    return cls(data=err.msg)
+def hook_error(volume_id: str, step: str, device: str | None,
+               reason: str, refused: bool = False
+               ) -> exception.VolumeResignError:
+    """The hook's error for ``step``, naming the volume and the device."""
+    cls = (exception.VolumeResignRefused if refused
+           else exception.VolumeResignError)
+    return cls(volume_id=volume_id, step=step,
+               device=device or "<not attached>", reason=reason)
 
 
-def _vget(volume: Any, key: str, default: Any = None) -> Any:
+def vget(volume: Any, key: str, default: Any = None) -> Any:
     """``volume[key]`` for a dict or a Cinder object, else ``default``."""
     if isinstance(volume, Mapping):
         return volume.get(key, default)
@@ -118,37 +102,6 @@ def get_connector(protocol: str, root_helper: str, use_multipath: bool,
     return brick_connector.InitiatorConnector.factory(
         protocol, root_helper, use_multipath=use_multipath,
         device_scan_attempts=device_scan_attempts)
-
-
-def detect_lvhd(path: str) -> str | None:
-    """The VG name if ``path`` holds an LVHD SR, else None.
-
-    Cheap: 2 KiB for the label; only an LVM2 PV is read further (its
-    metadata area header and committed text, never LV data).  A device
-    without an LVM2 label, or an LVM2 PV whose VG is not named
-    ``VG_XenStorage-<uuid>``, is not an LVHD SR.  An LVM2 PV whose
-    metadata cannot be read is reported as not LVHD too, with a warning:
-    the resignature would refuse it anyway.
-    """
-    with device_mod.open_device(path) as dev:
-        if dev.size < lvm.LABEL_SCAN_SIZE:
-            return None
-        try:
-            lvm.parse_label(dev.read(0, lvm.LABEL_SCAN_SIZE), device=path)
-        except exception.FormatError as exc:
-            LOG.debug("%s: no LVM2 label (%s)", path, exc)
-            return None
-        try:
-            text = lvm.read_pv(dev).committed_text
-            name = vg_metadata.parse_vg(text, path).name if text else None
-        except exception.FormatError as exc:
-            LOG.warning("%s: LVM2 label found but its metadata cannot be "
-                        "read (%s); not treated as an LVHD SR", path, exc)
-            return None
-    if name and name.startswith(naming.VG_PREFIX):
-        return name
-    LOG.debug("%s: LVM2 VG %s is not an LVHD SR", path, name)
-    return None
 
 
 def _wait_for_device(path: str, timeout: float) -> None:
@@ -182,9 +135,8 @@ class _Cleanup(object):
                 LOG.error("Volume %s: %s failed during cleanup: %s",
                           self.volume_id, step, exc, exc_info=not failed)
                 if first is None:
-                    first = backend_error(self.volume_id, step, self.device,
-                                          "%s: %s" % (type(exc).__name__,
-                                                      exc))
+                    first = hook_error(self.volume_id, step, self.device,
+                                       "%s: %s" % (type(exc).__name__, exc))
         return first
 
 
@@ -195,7 +147,7 @@ def resign_volume(driver: Any, volume: Any, *, conf: Any,
                   enforce_multipath: bool = False,
                   device_scan_attempts: int = 3,
                   attach_timeout: float = 120, context: Any = None,
-                  lock_path: str | None = None,
+                  lock_path: str | None = None, write: bool = True,
                   resign=None, connector=None) -> dict | None:
     """Resignature the LVHD SR on a newly created volume, if it holds one.
 
@@ -204,24 +156,28 @@ def resign_volume(driver: Any, volume: Any, *, conf: Any,
     ``conf`` is the ``[xenapi_resign]`` group (``sr_naming``,
     ``backup_dir``).  ``connector_properties`` skips gathering this host's
     properties.
-    ``resign`` and ``connector`` replace ``resign_device`` and the
-    os-brick connector (tests, fault injection).
+    ``write=False`` only reads the SR uuid the LUN holds (after a
+    migration copied it): nothing is written and ``sr_uuid`` is that uuid.
+    ``resign`` and ``connector`` replace
+    :func:`cinder_backend.privileged.resign_device` (same arguments, same
+    dict result) and the os-brick connector (tests, fault injection).
 
     Returns None when the volume is not an LVHD SR (nothing written), else
     ``{"sr_uuid", "changed", "state", "volume_id", "device",
     "source_vg_name", "message", "bytes_written", "resign_seconds",
     "seconds"}``.  Raises the backend's error (see
-    :func:`backend_error`) when anything fails; the volume is detached
+    :func:`hook_error`) when anything fails; the volume is detached
     and unexported whatever happened.
     """
-    resign = resign or resign_mod.resign_device
-    volume_id = str(_vget(volume, "id"))
+    resign = resign or privileged.resign_device
+    volume_id = str(vget(volume, "id"))
     started = time.monotonic()
     cleanup = _Cleanup(volume_id)
 
-    def fail(step, exc, reason=None):
-        return backend_error(volume_id, step, cleanup.device,
-                             reason or "%s: %s" % (type(exc).__name__, exc))
+    def fail(step, exc, reason=None, refused=False):
+        return hook_error(volume_id, step, cleanup.device,
+                          reason or "%s: %s" % (type(exc).__name__, exc),
+                          refused)
 
     if connector_properties is None:
         try:
@@ -240,7 +196,7 @@ def resign_volume(driver: Any, volume: Any, *, conf: Any,
         except Exception as exc:
             raise fail(STEP_EXPORT, exc) from exc
         if export:
-            _apply(volume, export)
+            apply_update(volume, export)
         cleanup.push(STEP_REMOVE_EXPORT, driver.remove_export, context,
                      volume)
         try:
@@ -265,7 +221,7 @@ def resign_volume(driver: Any, volume: Any, *, conf: Any,
                      device_info, force=True, ignore_errors=False)
         try:
             _wait_for_device(path, attach_timeout)
-            vg_name = detect_lvhd(path)
+            vg_name = privileged.detect_lvhd(path)
         except Exception as exc:
             raise fail(STEP_DETECT, exc) from exc
         if vg_name is None:
@@ -273,31 +229,39 @@ def resign_volume(driver: Any, volume: Any, *, conf: Any,
                      volume_id, path)
             failed = False
             return None
-        try:
-            target = sr_naming.preferred_sr_uuid(data, conf.sr_naming)
-        except Exception as exc:
-            raise fail(STEP_NAMING, exc) from exc
-        LOG.info("Volume %s (%s) holds %s: resigning it to SR %s",
-                 volume_id, path, vg_name, target)
-        try:
-            res = resign(path, target, backup_dir=conf.backup_dir,
-                         lock_path=lock_path)
-        except exception.UnsafeOperation as exc:
-            raise fail(STEP_RESIGN, exc, "refused, nothing written: %s"
-                       % exc) from exc
-        except Exception as exc:
-            raise fail(STEP_RESIGN, exc) from exc
-        result = {
-            "sr_uuid": target,
-            "changed": res.changed,
-            "state": res.state,
-            "volume_id": volume_id,
-            "device": path,
-            "source_vg_name": vg_name,
-            "message": res.message,
-            "bytes_written": res.bytes_written,
-            "resign_seconds": res.seconds,
-        }
+        if not write:
+            result = {"sr_uuid": vg_name[len(naming.VG_PREFIX):],
+                      "changed": False, "state": "read",
+                      "volume_id": volume_id, "device": path,
+                      "source_vg_name": vg_name, "bytes_written": 0,
+                      "message": "holds %s (read only)" % vg_name,
+                      "resign_seconds": 0.0}
+        else:
+            try:
+                target = sr_naming.preferred_sr_uuid(data, conf.sr_naming)
+            except Exception as exc:
+                raise fail(STEP_NAMING, exc) from exc
+            LOG.info("Volume %s (%s) holds %s: resigning it to SR %s",
+                     volume_id, path, vg_name, target)
+            try:
+                res = resign(path, target, backup_dir=conf.backup_dir,
+                             lock_path=lock_path)
+            except exception.UnsafeOperation as exc:
+                raise fail(STEP_RESIGN, exc, "refused, nothing written: %s"
+                           % exc, refused=True) from exc
+            except Exception as exc:
+                raise fail(STEP_RESIGN, exc) from exc
+            result = {
+                "sr_uuid": target,
+                "changed": res["changed"],
+                "state": res["state"],
+                "volume_id": volume_id,
+                "device": path,
+                "source_vg_name": vg_name,
+                "message": res["message"],
+                "bytes_written": res["bytes_written"],
+                "resign_seconds": res["seconds"],
+            }
         failed = False
     finally:
         error = cleanup.run(failed)
@@ -308,7 +272,7 @@ def resign_volume(driver: Any, volume: Any, *, conf: Any,
     return result
 
 
-def _apply(volume: Any, update: Mapping[str, Any]) -> None:
+def apply_update(volume: Any, update: Mapping[str, Any]) -> None:
     """Apply a driver model update to ``volume`` in memory (not saved)."""
     for key, value in update.items():
         if key in ("metadata", "admin_metadata"):

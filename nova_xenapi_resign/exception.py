@@ -216,6 +216,24 @@ class LiveMigrationPreCheckError(ResignException):
                "%(dest_sr_uuid)s). %(action)s")
 
 
+# --- Cinder volumes ---------------------------------------------------------
+
+class VolumeResignError(ResignException):
+    """Resigning a new Cinder volume failed at one step of the hook."""
+
+    msg_fmt = ("Resignature of volume %(volume_id)s failed at %(step)s "
+               "(device %(device)s): %(reason)s")
+
+
+class VolumeResignRefused(VolumeResignError):
+    """The resignature of a new Cinder volume was refused: nothing written.
+
+    Final: retrying (or rescheduling the create) meets the same refusal.
+    """
+
+    exit_code = EXIT_REFUSED
+
+
 class BackupError(ResignException):
     msg_fmt = "Backup %(path)s: %(reason)s"
 

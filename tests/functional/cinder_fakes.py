@@ -1,9 +1,10 @@
 """A test Cinder backend: LUN image files in a SAN, exported on loop devices.
 
-:class:`FakeConfiguration` behaves like Cinder's
-``cinder.volume.configuration.Configuration`` for what drivers use
-(``append_config_values``, ``safe_get``, attribute access to the backend
-section), over any ``oslo_config.cfg.ConfigOpts``.
+:func:`backend_configuration` is Cinder's own
+``cinder.volume.configuration.Configuration`` for a backend section when
+Cinder is installed, else :class:`FakeConfiguration`, which behaves like it
+for what drivers use (``append_config_values``, ``safe_get``, attribute
+access to the backend section) over any ``oslo_config.cfg.ConfigOpts``.
 
 :class:`LoopBackendDriver` is a backend driver in the shape of Cinder's
 ``VolumeDriver``: volumes and snapshots are sparse image files - volumes are
@@ -24,6 +25,7 @@ import os
 import subprocess
 
 from oslo_config import cfg
+from oslo_utils import importutils
 
 from nova_xenapi_resign.simulator import san as san_mod
 
@@ -66,6 +68,31 @@ class FakeConfiguration(object):
         if value in ("conf", "config_group"):
             raise AttributeError(value)
         return getattr(self.conf._get(self.config_group), value)
+
+
+def backend_configuration(conf: cfg.ConfigOpts, group: str = "backend"):
+    """A backend section's configuration, Cinder's own when installed.
+
+    Cinder's ``Configuration`` lives in ``cfg.CONF``, as in cinder-volume;
+    without Cinder a :class:`FakeConfiguration` over ``conf``.
+    """
+    configuration = importutils.try_import("cinder.volume.configuration")
+    if configuration is None:
+        return FakeConfiguration(conf, group)
+    # What cinder-volume does first: the drivers' options (with their
+    # shared [backend_defaults]) and a group for the backend section.
+    importutils.import_module("cinder.volume.driver")
+    cfg.CONF.register_group(cfg.OptGroup(group))
+    return configuration.Configuration([], config_group=group)
+
+
+def set_backend_option(configuration, name: str, value) -> None:
+    """Set a backend option on either kind of configuration."""
+    if isinstance(configuration, FakeConfiguration):
+        configuration.set(name, value)
+    else:
+        cfg.CONF.set_override(name, value,
+                              group=configuration.config_group)
 
 
 def volume_iqn(volume_id: str) -> str:

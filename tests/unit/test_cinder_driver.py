@@ -1,10 +1,13 @@
 """cinder_backend.driver: delegation, the hooked calls, publishing."""
 
+import functools
+import inspect
 import types
 from unittest import mock
 
 from oslo_config import cfg
 from oslo_config import fixture as config_fixture
+from oslo_utils import importutils
 
 from cinder_backend import driver
 from cinder_backend import hook
@@ -18,6 +21,23 @@ SRC = "11111111-1111-4111-8111-111111111111"
 TARGET = "ea1c98a1-be7d-5fcb-b4fb-48e3ae2e78a2"
 PORTAL = "192.0.2.10:3260"
 IQN = "iqn.2010-10.org.openstack:volume-" + VOL
+
+
+# What the wrapper raises for a bad backend option: Cinder's error when
+# Cinder is installed, else InvalidInput.
+CONFIG_ERRORS = tuple({exception.InvalidInput, getattr(
+    importutils.try_import("cinder.exception"), "VolumeBackendAPIException",
+    exception.InvalidInput)})
+# What the wrapper raises for a refusal: Cinder's never-rescheduled
+# MetadataUpdateFailure when Cinder is installed, else the hook's.
+REFUSAL_ERRORS = tuple({exception.VolumeResignRefused, getattr(
+    importutils.try_import("cinder.exception"), "MetadataUpdateFailure",
+    exception.VolumeResignRefused)})
+# What the wrapper raises for a hook error: Cinder's own error when Cinder
+# is installed, else the hook's.
+DRIVER_ERRORS = tuple({exception.VolumeResignError, getattr(
+    importutils.try_import("cinder.exception"), "VolumeBackendAPIException",
+    exception.VolumeResignError)})
 
 
 class Configuration(object):
@@ -132,16 +152,16 @@ class TestConstruction(DriverTestCase):
 
     def test_missing_backend_option(self):
         self.conf.clear_override("resign_backend_driver", group="backend")
-        self.assertRaises(exception.InvalidInput, driver.ResignVolumeDriver,
+        self.assertRaises(CONFIG_ERRORS, driver.ResignVolumeDriver,
                           configuration=self.configuration)
 
     def test_unimportable_backend(self):
-        err = self.assertRaises(exception.InvalidInput, self.make,
+        err = self.assertRaises(CONFIG_ERRORS, self.make,
                                 "no.such.Driver")
         self.assertIn("no.such.Driver", str(err))
 
     def test_wrapping_itself_refused(self):
-        self.assertRaises(exception.InvalidInput, self.make,
+        self.assertRaises(CONFIG_ERRORS, self.make,
                           "cinder_backend.driver.ResignVolumeDriver")
 
     def test_cinder_exception_used_when_importable(self):
@@ -181,6 +201,19 @@ class TestDelegation(DriverTestCase):
     def test_repr(self):
         self.assertIn("InnerDriver", repr(self.wrapper))
 
+    def test_traced_methods_stay_on_the_wrapper(self):
+        # What osprofiler.trace_cls does to the driver object when Cinder's
+        # [profiler] enabled: a traced copy of each method, set on it.
+        for name, method in inspect.getmembers(self.wrapper,
+                                               inspect.ismethod):
+            if not name.startswith("_"):
+                setattr(self.wrapper, name, functools.partial(method))
+        self.assertIn("create_cloned_volume", vars(self.wrapper))
+        self.assertNotIn("create_cloned_volume", vars(self.wrapper.backend))
+        # No recursion: the wrapper still reaches the backend's own method.
+        self.assertEqual("CHAP u p", self.wrapper.create_cloned_volume(
+            {"id": VOL}, {"id": SRC})["provider_auth"])
+
 
 class TestCloneHook(DriverTestCase):
 
@@ -210,7 +243,9 @@ class TestCloneHook(DriverTestCase):
         self.assertEqual("auto", seen["conf"].sr_naming)
         self.assertEqual(self.tmpdir, seen["conf"].backup_dir)
         self.assertEqual(120, seen["attach_timeout"])
-        self.assertEqual("sudo", seen["root_helper"])
+        # Cinder's root helper when Cinder is configured, else sudo.
+        self.assertIn(seen["root_helper"], ("sudo", "sudo cinder-rootwrap "
+                                            "/etc/cinder/rootwrap.conf"))
         self.assertEqual({"readonly": "False", "xenapi_sr_uuid": TARGET,
                           "xenapi_sr_volume_id": VOL},
                          update["admin_metadata"])
@@ -242,14 +277,17 @@ class TestCloneHook(DriverTestCase):
         self.assertIsNone(update)
 
     def test_hook_error_propagates(self):
+        # Without Cinder the hook's own error; with it, Cinder's error
+        # raised from it.
         self.enable()
-        with mock.patch.object(hook, "resign_volume",
-                               side_effect=hook.ResignHookError(
-                                   volume_id=VOL, step="resignature",
-                                   device="/dev/x", reason="r")):
-            self.assertRaises(hook.ResignHookError,
-                              self.wrapper.create_cloned_volume,
-                              {"id": VOL}, {"id": SRC})
+        boom = exception.VolumeResignError(volume_id=VOL, step="resignature",
+                                           device="/dev/x", reason="r")
+        with mock.patch.object(hook, "resign_volume", side_effect=boom):
+            err = self.assertRaises(DRIVER_ERRORS,
+                                    self.wrapper.create_cloned_volume,
+                                    {"id": VOL}, {"id": SRC})
+        self.assertIn(boom, (err, err.__cause__))
+        self.assertIn("failed at resignature", str(err))
 
     def test_backend_error_skips_hook(self):
         self.enable()
@@ -268,10 +306,12 @@ class TestCloneHook(DriverTestCase):
             cfg.IntOpt("num_volume_device_scan_tries", default=7)])
         self.conf.set_override("resign_attach_timeout", 9, group="backend")
         fake_utils = types.SimpleNamespace(get_root_helper=lambda: "rw")
+        real = importutils.try_import
         with mock.patch.object(hook, "resign_volume",
                                return_value=None) as rv, \
                 mock.patch.object(driver.importutils, "try_import",
-                                  return_value=fake_utils):
+                                  side_effect=lambda name: fake_utils
+                                  if name == "cinder.utils" else real(name)):
             self.wrapper.create_cloned_volume({"id": VOL}, {"id": SRC})
         kwargs = rv.call_args[1]
         self.assertTrue(kwargs["use_multipath"])
@@ -329,3 +369,84 @@ class TestInitializeConnection(DriverTestCase):
                                       TARGET)
         self.assertEqual(["x"], data["introduce_sr_keys"])
         self.assertEqual(TARGET, data["sr_uuid"])
+
+
+class NativeGroupDriver(InnerDriver):
+    """A backend with its own group-from-source."""
+
+    def create_group_from_src(self, context, group, volumes, *args):
+        self.calls.append(("create_group_from_src", group["id"]))
+        return {"status": "available"}, [
+            {"id": v["id"], "status": "available"} for v in volumes]
+
+
+class TestGroups(DriverTestCase):
+
+    def test_native_group_volumes_resigned(self):
+        self.enable()
+        wrapper = self.make(__name__ + ".NativeGroupDriver")
+        volumes = [{"id": VOL}, {"id": SRC}]
+        with mock.patch.object(hook, "resign_volume",
+                               return_value={"sr_uuid": TARGET}) as rv:
+            model, updates = wrapper.create_group_from_src(
+                "ctx", {"id": "g"}, volumes, None, None, {"id": "g0"},
+                [{"id": "a"}, {"id": "b"}])
+        self.assertEqual({"status": "available"}, model)
+        self.assertEqual([VOL, SRC], [c[0][1]["id"]
+                                      for c in rv.call_args_list])
+        self.assertEqual([{"id": VOL, "status": "available",
+                           "admin_metadata": {"xenapi_sr_uuid": TARGET,
+                                              "xenapi_sr_volume_id": VOL}},
+                          {"id": SRC, "status": "available",
+                           "admin_metadata": {"xenapi_sr_uuid": TARGET,
+                                              "xenapi_sr_volume_id": SRC}}],
+                         updates)
+
+    def test_without_native_group_cinder_goes_generic(self):
+        self.enable()
+        self.assertRaises(NotImplementedError,
+                          self.wrapper.create_group_from_src, "ctx",
+                          {"id": "g"}, [])
+        self.assertRaises(NotImplementedError,
+                          self.wrapper.create_consistencygroup_from_src,
+                          "ctx", {"id": "g"}, [])
+
+    def test_failed_native_volume_not_touched(self):
+        self.enable()
+        wrapper = self.make(__name__ + ".NativeGroupDriver")
+        with mock.patch.object(wrapper.backend, "create_group_from_src",
+                               return_value=(None, [{"id": VOL,
+                                                     "status": "error"}])), \
+                mock.patch.object(hook, "resign_volume") as rv:
+            _, updates = wrapper.create_group_from_src(
+                "ctx", {"id": "g"}, [{"id": VOL}])
+        rv.assert_not_called()
+        self.assertEqual([{"id": VOL, "status": "error"}], updates)
+
+
+class TestRefusal(DriverTestCase):
+
+    def test_refusal_is_final_for_cinder(self):
+        self.enable()
+        refused = exception.VolumeResignRefused(
+            volume_id=VOL, step="resignature", device="/dev/x",
+            reason="refused, nothing written: journal")
+        with mock.patch.object(hook, "resign_volume", side_effect=refused):
+            err = self.assertRaises(REFUSAL_ERRORS,
+                                    self.wrapper.create_cloned_volume,
+                                    {"id": VOL}, {"id": SRC})
+        self.assertIn(refused, (err, err.__cause__))
+        self.assertIn("journal", str(err))
+
+
+class TestMigration(DriverTestCase):
+
+    def test_update_migrated_volume_reads_without_writing(self):
+        self.enable()
+        with mock.patch.object(hook, "resign_volume",
+                               return_value={"sr_uuid": TARGET}) as rv:
+            self.assertRaises(NotImplementedError,
+                              self.wrapper.update_migrated_volume, "ctx",
+                              {"id": VOL}, {"id": SRC}, "available")
+        self.assertEqual(SRC, rv.call_args[0][1]["id"])
+        self.assertFalse(rv.call_args[1]["write"])

@@ -10,6 +10,7 @@ from nova_xenapi_resign.lvhd import device
 from nova_xenapi_resign import sr_naming
 
 from cinder_backend import hook
+from cinder_backend import privileged
 from tests import base
 
 VOL = "22222222-2222-4222-8222-222222222222"
@@ -73,15 +74,18 @@ class FakeConnector(object):
 
 
 def result(changed=True):
-    return types.SimpleNamespace(changed=changed, state="resigned",
-                                 message="resigned", bytes_written=512,
-                                 seconds=0.01)
+    """What privileged.resign_device returns (plain data over privsep)."""
+    return {"changed": changed, "state": "resigned", "message": "resigned",
+            "bytes_written": 512, "seconds": 0.01}
 
 
 class HookTestCase(base.TestCase):
 
     def setUp(self):
         super().setUp()
+        # The entrypoints run in-process (no privsep daemon in unit tests).
+        privileged.default.set_client_mode(False)
+        self.addCleanup(privileged.default.set_client_mode, True)
         self.conf = types.SimpleNamespace(sr_naming="auto",
                                           backup_dir=self.tmpdir + "/bk")
         self.volume = {"id": VOL}
@@ -156,8 +160,8 @@ class TestResignVolume(HookTestCase):
         refuse = mock.Mock(side_effect=exception.UnsafeOperation(
             device="/dev/x", reason="target present"))
         path = self.image()
-        err = self.assertRaises(hook.ResignHookError, self.run_hook, path,
-                                resign=refuse)
+        err = self.assertRaises(exception.VolumeResignRefused,
+                                self.run_hook, path, resign=refuse)
         self.assertEqual(VOL, err.kwargs["volume_id"])
         self.assertEqual(hook.STEP_RESIGN, err.kwargs["step"])
         self.assertEqual(path, err.kwargs["device"])
@@ -169,7 +173,7 @@ class TestResignVolume(HookTestCase):
     def test_resign_error(self):
         boom = mock.Mock(side_effect=exception.DeviceError(
             device="/dev/x", reason="EIO"))
-        err = self.assertRaises(hook.ResignHookError, self.run_hook,
+        err = self.assertRaises(exception.VolumeResignError, self.run_hook,
                                 self.image(), resign=boom)
         self.assertIn("DeviceError", str(err))
         self.assertIn(VOL, str(err))
@@ -177,7 +181,7 @@ class TestResignVolume(HookTestCase):
 
     def test_initialize_connection_failure(self):
         err = self.assertRaises(
-            hook.ResignHookError, self.run_hook, self.image(),
+            exception.VolumeResignError, self.run_hook, self.image(),
             driver_fail={"initialize_connection": RuntimeError("no target")})
         self.assertEqual(hook.STEP_INITIALIZE, err.kwargs["step"])
         self.assertEqual("<not attached>", err.kwargs["device"])
@@ -186,14 +190,14 @@ class TestResignVolume(HookTestCase):
 
     def test_create_export_failure_cleans_nothing(self):
         err = self.assertRaises(
-            hook.ResignHookError, self.run_hook, self.image(),
+            exception.VolumeResignError, self.run_hook, self.image(),
             driver_fail={"create_export": RuntimeError("no")})
         self.assertEqual(hook.STEP_EXPORT, err.kwargs["step"])
         self.assertEqual(["create_export"], self.driver.calls)
 
     def test_connect_failure_terminates(self):
         err = self.assertRaises(
-            hook.ResignHookError, self.run_hook, self.image(),
+            exception.VolumeResignError, self.run_hook, self.image(),
             connector_fail={"connect_volume": RuntimeError("login")})
         self.assertEqual(hook.STEP_CONNECT, err.kwargs["step"])
         self.assertNotIn("secret", str(err))
@@ -202,7 +206,7 @@ class TestResignVolume(HookTestCase):
                           "remove_export"], self.driver.calls)
 
     def test_missing_device_times_out(self):
-        err = self.assertRaises(hook.ResignHookError, self.run_hook,
+        err = self.assertRaises(exception.VolumeResignError, self.run_hook,
                                 os.path.join(self.tmpdir, "nope"))
         self.assertEqual(hook.STEP_DETECT, err.kwargs["step"])
         self.assertIn("did not appear", str(err))
@@ -210,7 +214,7 @@ class TestResignVolume(HookTestCase):
 
     def test_cleanup_failure_after_success_raises(self):
         err = self.assertRaises(
-            hook.ResignHookError, self.run_hook, self.image(),
+            exception.VolumeResignError, self.run_hook, self.image(),
             connector_fail={"disconnect_volume": OSError("busy")})
         self.assertEqual(hook.STEP_DISCONNECT, err.kwargs["step"])
         # Later cleanups still ran.
@@ -221,14 +225,15 @@ class TestResignVolume(HookTestCase):
         boom = mock.Mock(side_effect=exception.DeviceError(
             device="/dev/x", reason="EIO"))
         err = self.assertRaises(
-            hook.ResignHookError, self.run_hook, self.image(), resign=boom,
+            exception.VolumeResignError, self.run_hook, self.image(),
+            resign=boom,
             driver_fail={"terminate_connection": OSError("gone")})
         self.assertEqual(hook.STEP_RESIGN, err.kwargs["step"])
         self.assertEqual("remove_export", self.driver.calls[-1])
 
     def test_naming_failure(self):
         self.conf.sr_naming = "bogus"
-        err = self.assertRaises(hook.ResignHookError, self.run_hook,
+        err = self.assertRaises(exception.VolumeResignError, self.run_hook,
                                 self.image())
         self.assertEqual(hook.STEP_NAMING, err.kwargs["step"])
         self.resign.assert_not_called()
@@ -246,7 +251,7 @@ class TestResignVolume(HookTestCase):
         with mock.patch("os_brick.initiator.connector."
                         "get_connector_properties",
                         side_effect=RuntimeError("privsep")):
-            err = self.assertRaises(hook.ResignHookError, self.run_hook,
+            err = self.assertRaises(exception.VolumeResignError, self.run_hook,
                                     self.image(), connector_properties=None)
         self.assertEqual(hook.STEP_CONNECTOR, err.kwargs["step"])
         self.assertEqual([], self.driver.calls)
@@ -264,38 +269,30 @@ class TestResignVolume(HookTestCase):
         factory.assert_called_once_with("iscsi", "rh", use_multipath=False,
                                         device_scan_attempts=5)
 
-    def test_cinder_exception_when_cinder_importable(self):
-        class VolumeBackendAPIException(Exception):
-            def __init__(self, data):
-                super().__init__(data)
-                self.data = data
-
-        fake_cinder = types.SimpleNamespace(
-            VolumeBackendAPIException=VolumeBackendAPIException)
-        with mock.patch.object(hook.importutils, "try_import",
-                               return_value=fake_cinder):
-            err = self.assertRaises(
-                VolumeBackendAPIException, self.run_hook, self.image(),
-                driver_fail={"initialize_connection": RuntimeError("x")})
-        self.assertIn(VOL, err.data)
-        self.assertIn(hook.STEP_INITIALIZE, err.data)
+    def test_error_is_the_hooks_own_with_or_without_cinder(self):
+        err = self.assertRaises(
+            exception.VolumeResignError, self.run_hook, self.image(),
+            driver_fail={"initialize_connection": RuntimeError("x")})
+        self.assertNotIsInstance(err, exception.VolumeResignRefused)
+        self.assertIn(VOL, str(err))
+        self.assertEqual(hook.STEP_INITIALIZE, err.kwargs["step"])
 
 
 class TestDetect(HookTestCase):
 
     def test_lvhd(self):
         self.assertEqual("VG_XenStorage-" + SR,
-                         hook.detect_lvhd(self.image()))
+                         privileged.detect_lvhd(self.image()))
 
     def test_zeroes(self):
-        self.assertIsNone(hook.detect_lvhd(self.image(lvhd=False)))
+        self.assertIsNone(privileged.detect_lvhd(self.image(lvhd=False)))
 
     def test_label_with_torn_metadata_is_not_lvhd(self):
         path = self.image()
         with open(path, "r+b") as f:
             f.seek(4096)
             f.write(bytes(512))      # the mda header
-        self.assertIsNone(hook.detect_lvhd(path))
+        self.assertIsNone(privileged.detect_lvhd(path))
 
     def test_reads_are_small(self):
         path = self.image()
@@ -307,5 +304,5 @@ class TestDetect(HookTestCase):
             return real(dev, offset, length)
 
         with mock.patch.object(device.Device, "read", counting):
-            hook.detect_lvhd(path)
+            privileged.detect_lvhd(path)
         self.assertLess(sum(reads), 64 * 1024)

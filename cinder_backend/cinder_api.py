@@ -1,0 +1,143 @@
+"""What the wrapper driver asks of Cinder itself, with plain dicts without it.
+
+* **The published SR UUID** lives in the volume's admin metadata
+  (``xenapi_sr_uuid`` with ``xenapi_sr_volume_id``, the volume it was
+  computed for).  Users can neither write nor read admin metadata, and
+  Cinder loads it on a volume object only for admin contexts, while Nova
+  attaches with the user's token and the manager saves a driver's model
+  update with the caller's context (which rejects ``admin_metadata`` for
+  a user).  So for a Cinder volume object both the write and the read go
+  to Cinder's database with an admin context, whoever the caller is.  A
+  plain mapping (the hook used without Cinder) keeps the keys in its
+  ``admin_metadata`` and the caller saves the model update.
+* **A refused resignature** becomes ``MetadataUpdateFailure`` (the LUN's SR
+  metadata could not be updated), one of the errors Cinder's create flow
+  never reschedules: a refusal is final, and a reschedule would delete and
+  re-clone the LUN only to be refused again.  The user sees the volume in
+  ``error`` and a Cinder user message on it.  Other failures stay
+  ``VolumeBackendAPIException``, which Cinder handles as any driver error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+import logging
+from typing import Any
+
+from oslo_utils import importutils
+
+from cinder_backend import hook
+from nova_xenapi_resign import exception
+
+LOG = logging.getLogger(__name__)
+
+#: Admin metadata keys of a resigned volume.
+SR_UUID_KEY = "xenapi_sr_uuid"
+SR_VOLUME_KEY = "xenapi_sr_volume_id"
+
+
+def _cinder(module: str) -> Any:
+    return importutils.try_import("cinder." + module)
+
+
+def is_cinder_volume(volume: Any) -> bool:
+    """True for a Cinder ``Volume`` object (admin metadata in its DB)."""
+    objects = _cinder("objects.volume")
+    return objects is not None and isinstance(volume, objects.Volume)
+
+
+def _admin_context() -> Any:
+    return _cinder("context").get_admin_context()
+
+
+def _admin_metadata(volume: Any) -> Mapping[str, Any]:
+    if is_cinder_volume(volume):
+        return _cinder("db").volume_admin_metadata_get(_admin_context(),
+                                                       volume.id)
+    admin = hook.vget(volume, "admin_metadata") or {}
+    return admin if isinstance(admin, Mapping) else {}
+
+
+def published_sr_uuid(volume: Any) -> str | None:
+    """The SR UUID published for ``volume``, whoever asks; else None."""
+    admin = _admin_metadata(volume)
+    sr_uuid = admin.get(SR_UUID_KEY)
+    if not sr_uuid:
+        return None
+    if str(admin.get(SR_VOLUME_KEY)) != str(hook.vget(volume, "id")):
+        LOG.debug("Volume %s: ignoring %s=%s published for volume %s",
+                  hook.vget(volume, "id"), SR_UUID_KEY, sr_uuid,
+                  admin.get(SR_VOLUME_KEY))
+        return None
+    return sr_uuid
+
+
+def publish(volume: Any, update: dict, sr_uuid: str | None,
+            owner_id: str | None = None) -> None:
+    """Publish ``sr_uuid`` for ``volume`` (None: withdraw an inherited one).
+
+    A Cinder volume's admin metadata is written now, with an admin
+    context; a mapping's goes into the model ``update``.  ``owner_id`` is
+    the volume id the uuid is published for, when it is not ``volume``'s
+    own (a migration's temporary volume whose record becomes the
+    volume's).
+    """
+    volume_id = owner_id or str(hook.vget(volume, "id"))
+    keys = ({SR_UUID_KEY: sr_uuid, SR_VOLUME_KEY: volume_id}
+            if sr_uuid else {})
+    if is_cinder_volume(volume):
+        db = _cinder("db")
+        ctxt = _admin_context()
+        current = db.volume_admin_metadata_get(ctxt, volume.id)
+        for key in (SR_UUID_KEY, SR_VOLUME_KEY):
+            if key in current and key not in keys:
+                db.volume_admin_metadata_delete(ctxt, volume.id, key)
+        if keys:
+            db.volume_admin_metadata_update(ctxt, volume.id, keys, False)
+        return
+    admin = dict(hook.vget(volume, "admin_metadata") or {})
+    admin.update(update.get("admin_metadata") or {})
+    stale = SR_UUID_KEY in admin or SR_VOLUME_KEY in admin
+    admin.pop(SR_UUID_KEY, None)
+    admin.pop(SR_VOLUME_KEY, None)
+    admin.update(keys)
+    if keys or stale:
+        update["admin_metadata"] = admin
+
+
+def driver_error(err: exception.VolumeResignError) -> Exception:
+    """The Cinder error for a hook error (the hook error without Cinder)."""
+    cinder_exception = _cinder("exception")
+    if cinder_exception is None:
+        return err
+    if isinstance(err, exception.VolumeResignRefused):
+        return cinder_exception.MetadataUpdateFailure(reason=err.msg)
+    return cinder_exception.VolumeBackendAPIException(data=err.msg)
+
+
+def tell_user(volume: Any, err: exception.VolumeResignError) -> None:
+    """A Cinder user message on ``volume``'s project for a refusal.
+
+    Cinder's clone and snapshot paths record no user message for a driver
+    failure, so without this the user would see only ``error``.  Cinder's
+    message catalogue has fixed texts: the message says the driver failed
+    to create the volume; the precise reason is in the cinder-volume log.
+    """
+    if not (is_cinder_volume(volume)
+            and isinstance(err, exception.VolumeResignRefused)):
+        return
+    context = _cinder("context")
+    message_api = importutils.import_module("cinder.message.api")
+    fields = importutils.import_module("cinder.message.message_field")
+    ctxt = context.RequestContext(user_id=volume.user_id,
+                                  project_id=volume.project_id,
+                                  is_admin=True)
+    try:
+        message_api.API().create(
+            ctxt, fields.Action.CREATE_VOLUME_FROM_BACKEND,
+            resource_uuid=volume.id,
+            detail=fields.Detail.DRIVER_FAILED_CREATE)
+    except Exception:
+        # The refusal itself must still reach the create flow.
+        LOG.exception("Volume %s: cannot record the user message",
+                      volume.id)
