@@ -21,9 +21,9 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-import logging
 from typing import Any
 
+from oslo_log import log as logging
 from oslo_utils import importutils
 
 from cinder_backend import hook

@@ -66,10 +66,10 @@ Cinder is not imported to load this module.
 from __future__ import annotations
 
 from collections.abc import Mapping
-import logging
 from typing import Any
 
 from oslo_config import cfg
+from oslo_log import log as logging
 from oslo_utils import importutils
 
 from cinder_backend import cinder_api

@@ -39,10 +39,11 @@ finished from its backup).
 from __future__ import annotations
 
 from collections.abc import Mapping
-import logging
 import os
 import time
 from typing import Any
+
+from oslo_log import log as logging
 
 from cinder_backend import privileged
 from nova_xenapi_resign import exception

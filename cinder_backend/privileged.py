@@ -23,8 +23,8 @@ backup and lock files the daemon writes.
 
 from __future__ import annotations
 
-import logging
 
+from oslo_log import log as logging
 from oslo_privsep import capabilities as caps
 from oslo_privsep import priv_context
 

@@ -11,7 +11,7 @@ refusal made to protect data (nothing was written).
 
 from __future__ import annotations
 
-import logging
+from oslo_log import log as logging
 
 LOG = logging.getLogger(__name__)
 

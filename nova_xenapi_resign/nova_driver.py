@@ -71,10 +71,11 @@ os-xenapi's own ``XenAPI.Failure`` class
 from __future__ import annotations
 
 from collections.abc import Mapping
-import logging
 import threading
 from typing import Any
 
+
+from oslo_log import log as logging
 
 from nova_xenapi_resign.objects import migrate_data as md
 from nova_xenapi_resign import sr_naming

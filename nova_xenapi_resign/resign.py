@@ -35,12 +35,13 @@ from __future__ import annotations
 
 import dataclasses
 import glob
-import logging
 import os
 import re
 import tempfile
 import time
 import uuid
+
+from oslo_log import log as logging
 
 from nova_xenapi_resign import backup as backup_mod
 from nova_xenapi_resign import exception

@@ -17,7 +17,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "resign state (original, resigning, resigned) and every "
                     "inconsistency found.")
     parser.add_argument("device", help="block device or image file")
-    parser.add_argument("--backup-dir", default=_default_backup_dir(),
+    parser.add_argument("--backup-dir", default=default_backup_dir(),
                         help="where interrupted resignatures left their "
                              "backups (default: %(default)s)")
     parser.add_argument("--json", action="store_true",
@@ -25,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run)
 
 
-def _default_backup_dir() -> str:
+def default_backup_dir() -> str:
     [(_, opts)] = conf.list_opts()
     return next(o.default for o in opts if o.name == "backup_dir")
 

@@ -27,7 +27,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
                         help="what to do with journal/jvhd/cbtlog LVs "
                              "(default: refuse)")
     parser.add_argument("--backup-dir",
-                        default=inspect_cmd._default_backup_dir(),
+                        default=inspect_cmd.default_backup_dir(),
                         help="where the pre-write backup goes "
                              "(default: %(default)s)")
     parser.add_argument("--json", action="store_true",

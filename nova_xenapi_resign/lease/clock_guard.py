@@ -9,9 +9,10 @@ by more than ``[xenapi_resign] max_clock_skew`` seconds.
 from __future__ import annotations
 
 import datetime
-import logging
 from typing import Union
 import xmlrpc.client
+
+from oslo_log import log as logging
 
 from nova_xenapi_resign import exception
 

@@ -15,9 +15,10 @@ anything with ``name``, ``read_slots()`` and ``write_slot(slot, data)``.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import time
 from typing import Callable, Optional, Protocol
+
+from oslo_log import log as logging
 
 from nova_xenapi_resign import exception
 from nova_xenapi_resign.lease import record as rec

@@ -45,10 +45,10 @@ data; a primitive that carries it can only be hydrated where Nova is loaded.
 from __future__ import annotations
 
 from collections.abc import Mapping
-import logging
 import sys
 from typing import Any
 
+from oslo_log import log as logging
 from oslo_serialization import jsonutils
 from oslo_utils import versionutils
 from oslo_versionedobjects import base as ovo_base

@@ -20,13 +20,14 @@ import copy
 import datetime
 import io
 import json
-import logging
 import os
 import pickle
 import threading
 import traceback
 import uuid as uuidlib
 import xmlrpc.client
+
+from oslo_log import log as logging
 
 from nova_xenapi_resign.simulator import db as dbmod
 from nova_xenapi_resign.simulator import errors

@@ -29,8 +29,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 import dataclasses
-import logging
 from typing import Any
+
+from oslo_log import log as logging
 
 from nova_xenapi_resign import exception
 from nova_xenapi_resign import sr_naming

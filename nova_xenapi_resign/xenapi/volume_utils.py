@@ -28,10 +28,10 @@ Names come from :mod:`nova_xenapi_resign.sr_naming` and nowhere else.
 from __future__ import annotations
 
 from collections.abc import Mapping
-import logging
 from typing import Any
 from xml.etree import ElementTree
 
+from oslo_log import log as logging
 import XenAPI
 
 from nova_xenapi_resign import exception
