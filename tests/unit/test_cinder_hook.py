@@ -3,11 +3,11 @@
 import os
 import types
 from unittest import mock
+import uuid
 
 from nova_xenapi_resign import exception
 from nova_xenapi_resign.lvhd import create
 from nova_xenapi_resign.lvhd import device
-from nova_xenapi_resign import sr_naming
 
 from cinder_backend import hook
 from cinder_backend import privileged
@@ -113,10 +113,17 @@ class HookTestCase(base.TestCase):
                                   resign=self.resign, attach_timeout=0,
                                   **kwargs)
 
-    def expected_target(self, style="auto"):
-        data = {"target_portal": PORTAL, "target_iqn": IQN,
-                "volume_id": VOL}
-        return sr_naming.preferred_sr_uuid(data, style)
+    def expected_target(self):
+        """The SR uuid Nova 21 computes for this volume, by Nova's formula.
+
+        nova/virt/xenapi/volume_utils.py (ussuri) ``parse_sr_info``:
+        ``uuid5(3cca4135-a809-5bb3-af62-275fbfe87178, "host/port/iqn")``,
+        written out here rather than asked of the project's sr_naming.
+        """
+        host, port = PORTAL.split(":")
+        return str(uuid.uuid5(uuid.UUID(
+            "3cca4135-a809-5bb3-af62-275fbfe87178"),
+            "%s/%s/%s" % (host, port, IQN)))
 
 
 class TestResignVolume(HookTestCase):
