@@ -21,6 +21,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+import dataclasses
 from typing import Any
 
 from oslo_log import log as logging
@@ -28,12 +29,41 @@ from oslo_utils import importutils
 
 from cinder_backend import hook
 from nova_xenapi_resign import exception
+from nova_xenapi_resign.xenapi import volume_utils
 
 LOG = logging.getLogger(__name__)
 
 #: Admin metadata keys of a resigned volume.
 SR_UUID_KEY = "xenapi_sr_uuid"
 SR_VOLUME_KEY = "xenapi_sr_volume_id"
+#: ... and of an LVHD (VDI-per-LUN) volume, besides ``SR_UUID_KEY``.
+SR_TYPE_KEY = "xenapi_sr_type"
+VDI_UUID_KEY = "xenapi_vdi_uuid"
+SCSI_ID_KEY = "xenapi_scsi_id"
+_KEYS = {"sr_uuid": SR_UUID_KEY, "sr_type": SR_TYPE_KEY,
+         "vdi_uuid": VDI_UUID_KEY, "scsi_id": SCSI_ID_KEY}
+#: Every admin metadata key the wrapper owns.
+PUBLISHED_KEYS = tuple(_KEYS.values()) + (SR_VOLUME_KEY,)
+
+
+@dataclasses.dataclass(frozen=True)
+class Published:
+    """What is published for a volume: its SR, and for LVHD its one VDI."""
+
+    sr_uuid: str
+    sr_type: str | None = None
+    vdi_uuid: str | None = None
+    scsi_id: str | None = None
+
+    @property
+    def is_lvhd(self) -> bool:
+        return self.sr_type == volume_utils.SR_TYPE_LVMOISCSI
+
+    def admin_metadata(self, volume_id: str) -> dict:
+        keys = {_KEYS[f]: v for f, v in dataclasses.asdict(self).items()
+                if v}
+        keys[SR_VOLUME_KEY] = volume_id
+        return keys
 
 
 def _cinder(module: str) -> Any:
@@ -58,8 +88,12 @@ def _admin_metadata(volume: Any) -> Mapping[str, Any]:
     return admin if isinstance(admin, Mapping) else {}
 
 
-def published_sr_uuid(volume: Any) -> str | None:
-    """The SR UUID published for ``volume``, whoever asks; else None."""
+def published(volume: Any) -> Published | None:
+    """What is published for ``volume``, whoever asks; else None.
+
+    Keys published for another volume (a clone inherits its source's
+    record in some paths) are ignored.
+    """
     admin = _admin_metadata(volume)
     sr_uuid = admin.get(SR_UUID_KEY)
     if not sr_uuid:
@@ -69,27 +103,50 @@ def published_sr_uuid(volume: Any) -> str | None:
                   hook.vget(volume, "id"), SR_UUID_KEY, sr_uuid,
                   admin.get(SR_VOLUME_KEY))
         return None
-    return sr_uuid
+    return Published(**{f: admin.get(k) for f, k in _KEYS.items()})
 
 
-def publish(volume: Any, update: dict, sr_uuid: str | None,
+def published_sr_uuid(volume: Any) -> str | None:
+    """The SR UUID published for ``volume``, whoever asks; else None."""
+    found = published(volume)
+    return found.sr_uuid if found else None
+
+
+def volumes_publishing(sr_uuid: str) -> list[str]:
+    """Ids of the volumes Cinder has published ``sr_uuid`` for.
+
+    Asked of Cinder's database (admin context; a ``metadata`` filter
+    matches user or admin metadata, so each hit is checked against its
+    admin metadata).  Without Cinder there is no database: empty.
+    """
+    db = _cinder("db")
+    if db is None:
+        return []
+    ctxt = _admin_context()
+    hits = db.volume_get_all(ctxt, filters={"metadata": {
+        SR_UUID_KEY: sr_uuid}})
+    return [str(v.id) for v in hits
+            if published_sr_uuid(_cinder("objects").Volume.get_by_id(
+                ctxt, v.id)) == sr_uuid]
+
+
+def publish(volume: Any, update: dict, what: Published | None,
             owner_id: str | None = None) -> None:
-    """Publish ``sr_uuid`` for ``volume`` (None: withdraw an inherited one).
+    """Publish ``what`` for ``volume`` (None: withdraw an inherited record).
 
     A Cinder volume's admin metadata is written now, with an admin
     context; a mapping's goes into the model ``update``.  ``owner_id`` is
-    the volume id the uuid is published for, when it is not ``volume``'s
-    own (a migration's temporary volume whose record becomes the
-    volume's).
+    the volume id it is published for, when it is not ``volume``'s own (a
+    migration's temporary volume whose record becomes the volume's).
+    Every key of :data:`PUBLISHED_KEYS` not in ``what`` is removed.
     """
     volume_id = owner_id or str(hook.vget(volume, "id"))
-    keys = ({SR_UUID_KEY: sr_uuid, SR_VOLUME_KEY: volume_id}
-            if sr_uuid else {})
+    keys = what.admin_metadata(volume_id) if what else {}
     if is_cinder_volume(volume):
         db = _cinder("db")
         ctxt = _admin_context()
         current = db.volume_admin_metadata_get(ctxt, volume.id)
-        for key in (SR_UUID_KEY, SR_VOLUME_KEY):
+        for key in PUBLISHED_KEYS:
             if key in current and key not in keys:
                 db.volume_admin_metadata_delete(ctxt, volume.id, key)
         if keys:
@@ -97,26 +154,35 @@ def publish(volume: Any, update: dict, sr_uuid: str | None,
         return
     admin = dict(hook.vget(volume, "admin_metadata") or {})
     admin.update(update.get("admin_metadata") or {})
-    stale = SR_UUID_KEY in admin or SR_VOLUME_KEY in admin
-    admin.pop(SR_UUID_KEY, None)
-    admin.pop(SR_VOLUME_KEY, None)
+    stale = any(key in admin for key in PUBLISHED_KEYS)
+    for key in PUBLISHED_KEYS:
+        admin.pop(key, None)
     admin.update(keys)
     if keys or stale:
         update["admin_metadata"] = admin
 
 
-def driver_error(err: exception.VolumeResignError) -> Exception:
-    """The Cinder error for a hook error (the hook error without Cinder)."""
+def driver_error(err: exception.VolumeResignError, final: bool = False
+                 ) -> Exception:
+    """The Cinder error for a hook error (the hook error without Cinder).
+
+    ``final``: never rescheduled, refusal or not (the backend's LUN of a
+    blank LVHD volume exists already; a reschedule would make another).
+    """
     cinder_exception = _cinder("exception")
     if cinder_exception is None:
         return err
-    if isinstance(err, exception.VolumeResignRefused):
+    if final or isinstance(err, exception.VolumeResignRefused):
         return cinder_exception.MetadataUpdateFailure(reason=err.msg)
     return cinder_exception.VolumeBackendAPIException(data=err.msg)
 
 
-def tell_user(volume: Any, err: exception.VolumeResignError) -> None:
-    """A Cinder user message on ``volume``'s project for a refusal.
+def tell_user(volume: Any, err: exception.VolumeResignError,
+              final: bool = False) -> None:
+    """A Cinder user message on ``volume``'s project for a final error.
+
+    A refusal is final; ``final`` makes any error so (see
+    :func:`driver_error`).
 
     Cinder's clone and snapshot paths record no user message for a driver
     failure, so without this the user would see only ``error``.  Cinder's
@@ -124,7 +190,7 @@ def tell_user(volume: Any, err: exception.VolumeResignError) -> None:
     to create the volume; the precise reason is in the cinder-volume log.
     """
     if not (is_cinder_volume(volume)
-            and isinstance(err, exception.VolumeResignRefused)):
+            and (final or isinstance(err, exception.VolumeResignRefused))):
         return
     context = _cinder("context")
     message_api = importutils.import_module("cinder.message.api")

@@ -66,6 +66,7 @@ Cinder is not imported to load this module.
 from __future__ import annotations
 
 from collections.abc import Mapping
+import functools
 from typing import Any
 
 from oslo_config import cfg
@@ -74,6 +75,7 @@ from oslo_utils import importutils
 
 from cinder_backend import cinder_api
 from cinder_backend import hook
+from cinder_backend import lvhd
 from cinder_backend import opts as backend_opts
 from nova_xenapi_resign import conf as xenapi_conf
 from nova_xenapi_resign import exception
@@ -200,17 +202,132 @@ class ResignVolumeDriver(object):
 
     # --- the hooked calls ---
 
+    def create_volume(self, volume: Any) -> dict | None:
+        """The backend's LUN; for an LVHD volume type, formatted and published.
+
+        The extra spec is checked before the backend makes anything.  A
+        failure after the LUN exists is final (no reschedule: the LUN is
+        still there), the volume goes to ``error`` with a user message,
+        and the LUN is detached; nothing is published.
+        """
+        try:
+            wanted = lvhd.wants_lvhd(volume)
+        except exception.InvalidInput as err:
+            raise self._error(err.msg) from err
+        update = self._backend.create_volume(volume)
+        if not wanted:
+            return update
+        update = dict(update or {})
+        hook.apply_update(volume, update)
+        try:
+            what = self.run_attached(
+                volume, functools.partial(lvhd.format_attached, volume),
+                lvhd.STEP_FORMAT)
+        except exception.VolumeResignError as err:
+            cinder_api.tell_user(volume, err, final=True)
+            raise cinder_api.driver_error(err, final=True) from err
+        cinder_api.publish(volume, update, what)
+        return update or None
+
     def create_volume_from_snapshot(self, volume: Any, snapshot: Any
                                     ) -> dict | None:
         update = self._backend.create_volume_from_snapshot(volume, snapshot)
         return self._after_clone(volume, update, "snapshot %s"
-                                 % hook.vget(snapshot, "id"))
+                                 % hook.vget(snapshot, "id"),
+                                 hook.vget(snapshot, "volume"))
 
     def create_cloned_volume(self, volume: Any, src_vref: Any
                              ) -> dict | None:
         update = self._backend.create_cloned_volume(volume, src_vref)
         return self._after_clone(volume, update, "volume %s"
-                                 % hook.vget(src_vref, "id"))
+                                 % hook.vget(src_vref, "id"), src_vref)
+
+    def manage_existing(self, volume: Any, existing_ref: Any
+                        ) -> dict | None:
+        """The backend's import, then the LUN's LVHD SR inspected, published.
+
+        Read only (:func:`cinder_backend.lvhd.import_attached`) unless the
+        volume type's ``xenapi_resign:resign_on_import`` (else the
+        backend option ``resign_on_import``) asks for a resignature.  A
+        refusal hands the LUN back to the backend (``unmanage``), so that
+        deleting the ``error_managing`` record never deletes the LUN.
+        """
+        update = dict(self._backend.manage_existing(volume, existing_ref)
+                      or {})
+        hook.apply_update(volume, update)
+        try:
+            resign = lvhd.resign_on_import(volume, bool(_conf_get(
+                self._backend_configuration, "resign_on_import", False)))
+            required = lvhd.wants_lvhd(volume)
+            what = self.run_attached(
+                volume, lambda path, data, info: lvhd.import_attached(
+                    volume, path, data, info, conf=self.resign_conf,
+                    resign=resign, required=required), lvhd.STEP_IMPORT)
+        except (exception.VolumeResignError, exception.InvalidInput) as err:
+            LOG.error("Volume %s: import refused, handing the LUN back to "
+                      "the backend: %s", hook.vget(volume, "id"), err)
+            self._backend.unmanage(volume)
+            if not isinstance(err, exception.VolumeResignError):
+                raise self._error(err.msg) from err
+            raise cinder_api.driver_error(err, final=True) from err
+        cinder_api.publish(volume, update, what)
+        return update or None
+
+    # --- operations an LVHD volume refuses ---
+
+    def extend_volume(self, volume: Any, new_size: int) -> Any:
+        if lvhd.is_lvhd(volume):
+            raise lvhd.refuse(
+                volume, "extend", "its VDI fills the SR on the LUN, and a "
+                "larger LUN leaves the SR and the VDI at their old size "
+                "(XenServer reads only what the LVHD metadata says)",
+                "create a larger LVHD volume and copy the data across "
+                "inside the guest")
+        return self._backend.extend_volume(volume, new_size)
+
+    def retype(self, context: Any, volume: Any, new_type: Any, diff: Any,
+               host: Any) -> Any:
+        if lvhd.is_lvhd(volume) or lvhd.wants_lvhd(
+                {"id": hook.vget(volume, "id"), "volume_type": new_type}):
+            raise lvhd.refuse(
+                volume, "retype", "the LUN's layout (LVHD SR or raw) is "
+                "fixed when it is created; a retype would change what "
+                "Nova attaches without changing the bytes",
+                "create a volume of the new type and copy the data across "
+                "inside the guest")
+        return self._backend.retype(context, volume, new_type, diff, host)
+
+    def clone_image(self, context: Any, volume: Any, image_location: Any,
+                    image_meta: Any, image_service: Any) -> Any:
+        """Not for an LVHD volume: a backend's image clone is raw bytes."""
+        if lvhd.is_lvhd(volume):
+            return None, False
+        return self._backend.clone_image(context, volume, image_location,
+                                         image_meta, image_service)
+
+    def copy_image_to_volume(self, context: Any, volume: Any,
+                             image_service: Any, image_id: Any,
+                             *args: Any, **kwargs: Any) -> Any:
+        if lvhd.is_lvhd(volume):
+            raise lvhd.refuse(
+                volume, "copy_image_to_volume", "the image's bytes would "
+                "be written raw over the LVHD SR",
+                "create a blank LVHD volume, attach it to a VM and write "
+                "the image inside the guest (or import the image into the "
+                "VDI with XenServer tools)")
+        return self._backend.copy_image_to_volume(
+            context, volume, image_service, image_id, *args, **kwargs)
+
+    def copy_volume_to_image(self, context: Any, volume: Any,
+                             image_service: Any, image_meta: Any) -> Any:
+        if lvhd.is_lvhd(volume):
+            raise lvhd.refuse(
+                volume, "copy_volume_to_image", "the image would hold the "
+                "LUN's LVM metadata and VHD, not the disk a guest sees",
+                "export the VDI with XenServer (e.g. xe vdi-export) or "
+                "snapshot the server with Nova")
+        return self._backend.copy_volume_to_image(context, volume,
+                                                  image_service, image_meta)
 
     def create_group_from_src(self, context: Any, group: Any, volumes: list,
                               group_snapshot: Any = None,
@@ -263,15 +380,19 @@ class ResignVolumeDriver(object):
         if not (isinstance(info, Mapping)
                 and isinstance(info.get("data"), Mapping)):
             return info
-        sr_uuid = cinder_api.published_sr_uuid(volume)
-        if sr_uuid:
-            info = dict(info)
-            info["data"] = publish_sr_uuid(info["data"], sr_uuid)
+        found = cinder_api.published(volume)
+        if found is None:
+            return info
+        info = dict(info)
+        if found.is_lvhd:
+            info["data"] = volume_utils.lvhd_connection_data(
+                info["data"], found.sr_uuid, found.vdi_uuid, found.scsi_id)
+        else:
+            info["data"] = publish_sr_uuid(info["data"], found.sr_uuid)
         return info
 
-    def resign_volume(self, volume: Any, write: bool = True) -> dict | None:
-        """Run the hook on ``volume`` with this backend's settings."""
-        conf = self.resign_conf
+    def attach_options(self, volume: Any) -> dict:
+        """This backend's :func:`cinder_backend.hook.run_attached` options."""
         configuration = self._backend_configuration
         root_helper = "sudo"
         cinder_utils = importutils.try_import("cinder.utils")
@@ -280,9 +401,8 @@ class ResignVolumeDriver(object):
         except (AttributeError, cfg.NoSuchOptError):
             # Not inside a configured Cinder (tests, the hook alone).
             pass
-        return hook.resign_volume(
-            self._backend, volume, conf=conf, root_helper=root_helper,
-            my_ip=_global_opt("my_ip"),
+        return dict(
+            root_helper=root_helper, my_ip=_global_opt("my_ip"),
             use_multipath=bool(_conf_get(
                 configuration, "use_multipath_for_image_xfer", False)),
             enforce_multipath=bool(_conf_get(
@@ -291,39 +411,74 @@ class ResignVolumeDriver(object):
                 configuration, "num_volume_device_scan_tries", 3)),
             attach_timeout=int(_conf_get(
                 configuration, "resign_attach_timeout", 120)),
-            context=hook.vget(volume, "_context"), write=write)
+            context=hook.vget(volume, "_context"))
 
-    def _after_clone(self, volume: Any, update: Any, source: str
-                     ) -> dict | None:
-        if not self.resign_enabled():
+    def run_attached(self, volume: Any, action, step: str) -> Any:
+        """``action(path, data, device_info)`` on ``volume`` attached here."""
+        return hook.run_attached(self._backend, volume, action, step=step,
+                                 **self.attach_options(volume))
+
+    def resign_volume(self, volume: Any, write: bool = True) -> dict | None:
+        """Run the hook on ``volume`` with this backend's settings."""
+        return hook.resign_volume(self._backend, volume,
+                                  conf=self.resign_conf, write=write,
+                                  **self.attach_options(volume))
+
+    def _after_clone(self, volume: Any, update: Any, source: str,
+                     source_volume: Any = None) -> dict | None:
+        """Resign a new volume made from ``source_volume``; publish it.
+
+        A clone of an LVHD volume is always resigned (its type opted in,
+        and two volumes must never name one SR); other clones only when
+        ``resignature_duplicate_srs`` is on.
+        """
+        origin = (cinder_api.published(source_volume)
+                  if source_volume is not None else None)
+        from_lvhd = origin is not None and origin.is_lvhd
+        if not (from_lvhd or self.resign_enabled()):
             return update
         update = dict(update or {})
         hook.apply_update(volume, update)
         LOG.debug("Volume %s created from %s: checking for an LVHD SR",
                   hook.vget(volume, "id"), source)
         try:
-            result = self.resign_volume(volume)
+            if from_lvhd:
+                what = self.run_attached(
+                    volume, lambda path, data, info: lvhd.clone_attached(
+                        volume, origin, path, data, info,
+                        conf=self.resign_conf), hook.STEP_RESIGN)
+            else:
+                result = self.resign_volume(volume)
+                what = (cinder_api.Published(result["sr_uuid"]) if result
+                        else None)
         except exception.VolumeResignError as err:
             cinder_api.tell_user(volume, err)
             raise cinder_api.driver_error(err) from err
-        cinder_api.publish(volume, update,
-                           result["sr_uuid"] if result else None)
+        cinder_api.publish(volume, update, what)
         return update or None
 
     def _publish_migrated(self, volume: Any, new_volume: Any) -> None:
-        if not self.resign_enabled():
+        origin = cinder_api.published(volume)
+        from_lvhd = origin is not None and origin.is_lvhd
+        if not (from_lvhd or self.resign_enabled()):
             return
         try:
-            found = self.resign_volume(new_volume, write=False)
+            if from_lvhd:
+                what = self.run_attached(
+                    new_volume, functools.partial(lvhd.migrated_attached,
+                                                  origin), lvhd.STEP_INSPECT)
+            else:
+                found = self.resign_volume(new_volume, write=False)
+                what = (cinder_api.Published(found["sr_uuid"]) if found
+                        else None)
         except exception.VolumeResignError as err:
             # The data moved; only the published uuid is missing.  Nova
             # then finds no SR of its computed uuid and says so.
             LOG.error("Volume %s migrated, but its SR uuid cannot be read "
                       "from the new LUN: %s", hook.vget(volume, "id"), err)
             return
-        sr_uuid = found["sr_uuid"] if found else None
         for record in (volume, new_volume):
-            cinder_api.publish(record, {}, sr_uuid,
+            cinder_api.publish(record, {}, what,
                                owner_id=str(hook.vget(volume, "id")))
 
     def _after_group(self, method: str, volumes: list, *args: Any) -> tuple:
@@ -331,15 +486,34 @@ class ResignVolumeDriver(object):
         if call is None:
             raise NotImplementedError(method)
         model_update, volume_updates = call(*args)
-        if not self.resign_enabled():
-            return model_update, volume_updates
+        sources = _group_sources(volumes, snapshots=args[4],
+                                 source_vols=args[6])
         by_id = {str(u["id"]): u for u in volume_updates or ()}
         updates = []
         for volume in volumes:
             volume_id = hook.vget(volume, "id")
             update = dict(by_id.get(str(volume_id)) or {"id": volume_id})
             if update.get("status") != "error":
-                update = self._after_clone(volume, update, "group %s"
-                                           % hook.vget(args[1], "id"))
+                update = self._after_clone(
+                    volume, update, "group %s" % hook.vget(args[1], "id"),
+                    sources.get(str(volume_id))) or update
             updates.append(update)
         return model_update, updates
+
+
+def _group_sources(volumes: list, snapshots: Any, source_vols: Any) -> dict:
+    """Each new group volume's source volume, by the new volume's id.
+
+    Cinder sets ``source_volid`` or ``snapshot_id`` on every volume of a
+    group made from a source group or a group snapshot.
+    """
+    by_id = {str(hook.vget(v, "id")): v for v in source_vols or ()}
+    by_id.update({str(hook.vget(s, "id")): hook.vget(s, "volume")
+                  for s in snapshots or ()})
+    sources = {}
+    for volume in volumes:
+        origin = (hook.vget(volume, "source_volid")
+                  or hook.vget(volume, "snapshot_id"))
+        if origin is not None and str(origin) in by_id:
+            sources[str(hook.vget(volume, "id"))] = by_id[str(origin)]
+    return sources

@@ -65,6 +65,9 @@ STEP_TERMINATE = "terminate_connection"
 STEP_REMOVE_EXPORT = "remove_export"
 
 DEVICE_POLL_INTERVAL = 0.25
+#: os-brick's ``device_info`` key (and a backend's connection data key) of
+#: the LUN's page-0x83 SCSI id.
+SCSI_WWN_KEY = "scsi_wwn"
 
 
 def hook_error(volume_id: str, step: str, device: str | None,
@@ -141,44 +144,52 @@ class _Cleanup(object):
         return first
 
 
-def resign_volume(driver: Any, volume: Any, *, conf: Any,
-                  connector_properties: Mapping[str, Any] | None = None,
-                  root_helper: str = "sudo", my_ip: str | None = None,
-                  use_multipath: bool = False,
-                  enforce_multipath: bool = False,
-                  device_scan_attempts: int = 3,
-                  attach_timeout: float = 120, context: Any = None,
-                  lock_path: str | None = None, write: bool = True,
-                  resign=None, connector=None) -> dict | None:
-    """Resignature the LVHD SR on a newly created volume, if it holds one.
+def scsi_id_of(data: Mapping[str, Any], device_info: Mapping[str, Any]
+               ) -> str | None:
+    """The LUN's page-0x83 id as this host sees it, else as the backend says.
+
+    os-brick's ``device_info["scsi_wwn"]`` (read from the attached device)
+    first; else the connection data's ``scsi_wwn``, which a backend whose
+    connector does not read it (e.g. os-brick's ``LOCAL``) reports.  None
+    when neither has one: the caller refuses rather than invent one.
+    """
+    for source in (device_info, data):
+        value = source.get(SCSI_WWN_KEY) if isinstance(source, Mapping) \
+            else None
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def run_attached(driver: Any, volume: Any, action, *, step: str,
+                 connector_properties: Mapping[str, Any] | None = None,
+                 root_helper: str = "sudo", my_ip: str | None = None,
+                 use_multipath: bool = False,
+                 enforce_multipath: bool = False,
+                 device_scan_attempts: int = 3,
+                 attach_timeout: float = 120, context: Any = None,
+                 connector=None) -> Any:
+    """``action(path, connection_data, device_info)`` with ``volume`` attached.
 
     ``driver`` is the backend driver that made ``volume`` (a Cinder volume
     object or a dict with ``id`` and the driver's ``provider_*`` fields).
-    ``conf`` is the ``[xenapi_resign]`` group (``sr_naming``,
-    ``backup_dir``).  ``connector_properties`` skips gathering this host's
-    properties.
-    ``write=False`` only reads the SR uuid the LUN holds (after a
-    migration copied it): nothing is written and ``sr_uuid`` is that uuid.
-    ``resign`` and ``connector`` replace
-    :func:`cinder_backend.privileged.resign_device` (same arguments, same
-    dict result) and the os-brick connector (tests, fault injection).
+    The volume is exported, its connection initialized and connected with
+    os-brick on this host, and the device waited for; then ``action`` runs;
+    then, in ``finally`` blocks whatever happened, it is disconnected,
+    terminated and unexported.  ``connector_properties`` skips gathering
+    this host's; ``connector`` replaces the os-brick connector (tests).
 
-    Returns None when the volume is not an LVHD SR (nothing written), else
-    ``{"sr_uuid", "changed", "state", "volume_id", "device",
-    "source_vg_name", "message", "bytes_written", "resign_seconds",
-    "seconds"}``.  Raises the backend's error (see
-    :func:`hook_error`) when anything fails; the volume is detached
-    and unexported whatever happened.
+    Returns what ``action`` returned.  A
+    :class:`~nova_xenapi_resign.exception.VolumeResignError` from ``action``
+    passes unchanged; any other exception becomes one at ``step``.  A
+    cleanup failure after a success raises too.
     """
-    resign = resign or privileged.resign_device
     volume_id = str(vget(volume, "id"))
-    started = time.monotonic()
     cleanup = _Cleanup(volume_id)
 
-    def fail(step, exc, reason=None, refused=False):
+    def fail(step, exc, reason=None):
         return hook_error(volume_id, step, cleanup.device,
-                          reason or "%s: %s" % (type(exc).__name__, exc),
-                          refused)
+                          reason or "%s: %s" % (type(exc).__name__, exc))
 
     if connector_properties is None:
         try:
@@ -190,7 +201,6 @@ def resign_volume(driver: Any, volume: Any, *, conf: Any,
         props = dict(connector_properties)
 
     failed = True
-    result = None
     try:
         try:
             export = driver.create_export(context, volume, props)
@@ -222,52 +232,101 @@ def resign_volume(driver: Any, volume: Any, *, conf: Any,
                      device_info, force=True, ignore_errors=False)
         try:
             _wait_for_device(path, attach_timeout)
-            vg_name = privileged.detect_lvhd(path)
         except Exception as exc:
             raise fail(STEP_DETECT, exc) from exc
-        if vg_name is None:
-            LOG.info("Volume %s (%s) holds no LVHD SR: left untouched",
-                     volume_id, path)
-            failed = False
-            return None
-        if not write:
-            result = {"sr_uuid": vg_name[len(naming.VG_PREFIX):],
-                      "changed": False, "state": "read",
-                      "volume_id": volume_id, "device": path,
-                      "source_vg_name": vg_name, "bytes_written": 0,
-                      "message": "holds %s (read only)" % vg_name,
-                      "resign_seconds": 0.0}
-        else:
-            try:
-                target = sr_naming.preferred_sr_uuid(data, conf.sr_naming)
-            except Exception as exc:
-                raise fail(STEP_NAMING, exc) from exc
-            LOG.info("Volume %s (%s) holds %s: resigning it to SR %s",
-                     volume_id, path, vg_name, target)
-            try:
-                res = resign(path, target, backup_dir=conf.backup_dir,
-                             lock_path=lock_path)
-            except exception.UnsafeOperation as exc:
-                raise fail(STEP_RESIGN, exc, "refused, nothing written: %s"
-                           % exc, refused=True) from exc
-            except Exception as exc:
-                raise fail(STEP_RESIGN, exc) from exc
-            result = {
-                "sr_uuid": target,
-                "changed": res["changed"],
-                "state": res["state"],
-                "volume_id": volume_id,
-                "device": path,
-                "source_vg_name": vg_name,
-                "message": res["message"],
-                "bytes_written": res["bytes_written"],
-                "resign_seconds": res["seconds"],
-            }
+        try:
+            result = action(path, data, device_info)
+        except exception.VolumeResignError:
+            raise
+        except Exception as exc:
+            raise fail(step, exc) from exc
         failed = False
     finally:
         error = cleanup.run(failed)
         if error is not None and not failed:
             raise error
+    return result
+
+
+def resign_attached(volume_id: str, path: str, data: Mapping[str, Any], *,
+                    conf: Any, style: str | None = None, write: bool = True,
+                    resign=None, lock_path: str | None = None
+                    ) -> dict | None:
+    """Detect and resignature the LVHD SR on the attached ``path``.
+
+    The middle of :func:`resign_volume`, for callers that run more on the
+    same attachment.  ``style`` overrides ``conf.sr_naming`` (an LVHD
+    volume's SR is always uuid5-named: a host refuses ``FA15E-D15C-``
+    names for ``lvmoiscsi``).  Returns None when ``path`` holds no LVHD SR.
+    """
+    def fail(step, exc, reason=None, refused=False):
+        return hook_error(volume_id, step, path,
+                          reason or "%s: %s" % (type(exc).__name__, exc),
+                          refused)
+
+    try:
+        vg_name = privileged.detect_lvhd(path)
+    except Exception as exc:
+        raise fail(STEP_DETECT, exc) from exc
+    if vg_name is None:
+        LOG.info("Volume %s (%s) holds no LVHD SR: left untouched",
+                 volume_id, path)
+        return None
+    if not write:
+        return {"sr_uuid": vg_name[len(naming.VG_PREFIX):],
+                "changed": False, "state": "read",
+                "volume_id": volume_id, "device": path,
+                "source_vg_name": vg_name, "bytes_written": 0,
+                "message": "holds %s (read only)" % vg_name,
+                "resign_seconds": 0.0}
+    try:
+        target = sr_naming.preferred_sr_uuid(data, style or conf.sr_naming)
+    except Exception as exc:
+        raise fail(STEP_NAMING, exc) from exc
+    LOG.info("Volume %s (%s) holds %s: resigning it to SR %s",
+             volume_id, path, vg_name, target)
+    try:
+        res = (resign or privileged.resign_device)(
+            path, target, backup_dir=conf.backup_dir, lock_path=lock_path)
+    except exception.UnsafeOperation as exc:
+        raise fail(STEP_RESIGN, exc, "refused, nothing written: %s" % exc,
+                   refused=True) from exc
+    except Exception as exc:
+        raise fail(STEP_RESIGN, exc) from exc
+    return {"sr_uuid": target, "changed": res["changed"],
+            "state": res["state"], "volume_id": volume_id, "device": path,
+            "source_vg_name": vg_name, "message": res["message"],
+            "bytes_written": res["bytes_written"],
+            "resign_seconds": res["seconds"]}
+
+
+def resign_volume(driver: Any, volume: Any, *, conf: Any,
+                  lock_path: str | None = None, write: bool = True,
+                  resign=None, **attach: Any) -> dict | None:
+    """Resignature the LVHD SR on a newly created volume, if it holds one.
+
+    ``conf`` is the ``[xenapi_resign]`` group (``sr_naming``,
+    ``backup_dir``); ``attach`` are :func:`run_attached`'s options.
+    ``write=False`` only reads the SR uuid the LUN holds (after a
+    migration copied it): nothing is written and ``sr_uuid`` is that uuid.
+    ``resign`` replaces :func:`cinder_backend.privileged.resign_device`
+    (same arguments, same dict result; tests, fault injection).
+
+    Returns None when the volume is not an LVHD SR (nothing written), else
+    ``{"sr_uuid", "changed", "state", "volume_id", "device",
+    "source_vg_name", "message", "bytes_written", "resign_seconds",
+    "seconds"}``.  Raises the hook's error (see :func:`hook_error`) when
+    anything fails; the volume is detached and unexported whatever
+    happened.
+    """
+    volume_id = str(vget(volume, "id"))
+    started = time.monotonic()
+    result = run_attached(
+        driver, volume, lambda path, data, _info: resign_attached(
+            volume_id, path, data, conf=conf, write=write, resign=resign,
+            lock_path=lock_path), step=STEP_RESIGN, **attach)
+    if result is None:
+        return None
     result["seconds"] = time.monotonic() - started
     LOG.info("Volume %s: %s", volume_id, result["message"])
     return result

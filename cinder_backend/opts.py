@@ -43,6 +43,27 @@ Related options:
 
 * ``resign_backend_driver``
 """),
+    cfg.BoolOpt(
+        "resign_on_import",
+        default=False,
+        help="""
+Resignature the LVHD SR of every LUN this backend imports.
+
+``cinder manage`` of a LUN holding an LVHD SR publishes the SR uuid found on
+it; a LUN that is a copy of an SR Cinder already knows is refused.  With
+this option (or the volume type extra spec
+``xenapi_resign:resign_on_import=True``, which wins) the imported SR is
+resigned to the uuid Nova computes for the new volume instead.
+
+Possible values:
+
+* False: import read only; refuse a LUN whose SR uuid is already published
+* True: resign every imported LVHD SR
+
+Related options:
+
+* ``[xenapi_resign] backup_dir``
+"""),
 ]
 
 

@@ -29,9 +29,11 @@ from oslo_privsep import capabilities as caps
 from oslo_privsep import priv_context
 
 from nova_xenapi_resign import exception
+from nova_xenapi_resign.lvhd import create
 from nova_xenapi_resign.lvhd import device as device_mod
 from nova_xenapi_resign.lvhd import lvm
 from nova_xenapi_resign.lvhd import naming
+from nova_xenapi_resign.lvhd import sr as sr_mod
 from nova_xenapi_resign.lvhd import vg_metadata
 from nova_xenapi_resign import resign as resign_mod
 
@@ -92,3 +94,52 @@ def resign_device(path: str, target: str, backup_dir: str,
     return {"changed": res.changed, "state": res.state,
             "message": res.message, "bytes_written": res.bytes_written,
             "seconds": res.seconds}
+
+
+def _sr_summary(sr: sr_mod.LvhdSr) -> dict:
+    """An inspected SR as plain data (what privsep carries back)."""
+    return {"sr_uuid": sr.sr_uuid, "vg_name": sr.vg_name,
+            "problems": [str(p) for p in sr.problems],
+            "lvs": [{"name": lv.name, "size": lv.size} for lv in sr.lvs],
+            "vdis": [{"uuid": v.uuid, "vdi_type": v.vdi_type,
+                      "lv_name": v.lv_name, "name_label": v.name_label,
+                      "hidden": v.hidden, "parent_uuid": v.parent_uuid,
+                      "virtual_size": v.virtual_size} for v in sr.vdis]}
+
+
+@default.entrypoint
+def inspect_lvhd(path: str) -> dict | None:
+    """The LVHD SR on ``path`` as plain data, or None (read only).
+
+    None exactly when :func:`detect_lvhd` says the device holds no LVHD
+    SR; else ``{"sr_uuid", "vg_name", "problems", "lvs", "vdis"}`` of
+    :func:`nova_xenapi_resign.lvhd.sr.inspect`.
+    """
+    if detect_lvhd(path) is None:
+        return None
+    return _sr_summary(sr_mod.inspect_path(path))
+
+
+@default.entrypoint
+def format_volume(path: str, sr_uuid: str, volume_id: str,
+                  name: str) -> dict:
+    """:func:`nova_xenapi_resign.lvhd.create.format_volume` on ``path``.
+
+    Refuses (nothing written) a device that already holds an LVM2 label:
+    a blank volume's LUN is new, so a label means the backend handed out
+    a LUN with data on it.  Returns the SR as :func:`inspect_lvhd` does,
+    read back from the device after the format.
+    """
+    with device_mod.open_device(path, writable=True) as dev:
+        if dev.size >= lvm.LABEL_SCAN_SIZE:
+            try:
+                lvm.parse_label(dev.read(0, lvm.LABEL_SCAN_SIZE),
+                                device=path)
+            except exception.FormatError:
+                pass
+            else:
+                raise exception.UnsafeOperation(
+                    device=path, reason="the LUN of new volume %s already "
+                    "holds an LVM2 label; not formatting it" % volume_id)
+        sr = create.format_volume(dev, sr_uuid, volume_id, name)
+    return _sr_summary(sr)

@@ -8,7 +8,9 @@ copy again (what a SAN clone is: the same bytes).  ``initialize_connection``
 attaches the file to a loop device and returns ``driver_volume_type:
 local`` with ``device_path`` for os-brick's ``LOCAL`` connector, plus the
 iSCSI keys Nova's SR naming reads (``target_portal``, ``target_iqn``,
-``target_lun``); ``terminate_connection`` detaches it again.
+``target_lun``) and the LUN's SCSI id as the simulator SAN gives it
+(``scsi_wwn``); ``terminate_connection`` detaches it again.
+``manage_existing`` takes a LUN file by ``source-name``.
 
 :class:`NativeGroupDriver` adds the backend's own ``create_group_from_src``
 (a group of clones made in one call, as SAN drivers do), which Cinder
@@ -131,6 +133,34 @@ class LocalFileDriver(driver.VolumeDriver):
         self._record("create_cloned_volume", volume.id, src_vref.id)
         self._copy(self.path(src_vref), volume)
 
+    # --- import (cinder manage) ---
+
+    def _existing(self, existing_ref) -> str:
+        name = (existing_ref or {}).get("source-name")
+        path = os.path.join(self.root, name or "")
+        if not name or os.sep in name or not os.path.isfile(path):
+            from cinder import exception
+            raise exception.ManageExistingInvalidReference(
+                existing_ref=existing_ref, reason="no LUN file %r" % name)
+        return path
+
+    def manage_existing_get_size(self, volume, existing_ref):
+        size = os.path.getsize(self._existing(existing_ref))
+        return -(-size // GIB)
+
+    def manage_existing(self, volume, existing_ref):
+        """The LUN file takes the volume's name, as a SAN renames a LUN."""
+        self._record("manage_existing", volume.id)
+        os.rename(self._existing(existing_ref), self.path(volume))
+
+    def unmanage(self, volume):
+        """The LUN file leaves Cinder under ``unmanaged-<volume name>``."""
+        self._record("unmanage", volume.id)
+        os.rename(self.path(volume), self.unmanaged_path(volume))
+
+    def unmanaged_path(self, volume) -> str:
+        return os.path.join(self.root, "unmanaged-" + volume.name)
+
     # --- exports and connections ---
 
     def create_export(self, context, volume, connector):
@@ -153,7 +183,12 @@ class LocalFileDriver(driver.VolumeDriver):
                          "target_discovered": False,
                          "target_portal": PORTAL,
                          "target_iqn": IQN_PREFIX + volume.name,
-                         "target_lun": 0}}
+                         "target_lun": 0,
+                         # What the simulator SAN's LUN answers to a SCSI
+                         # INQUIRY page 0x83 (the LOCAL connector reads
+                         # no scsi_wwn itself).
+                         "scsi_wwn": san_mod.scsi_id(
+                             PORTAL, IQN_PREFIX + volume.name, 0)}}
 
     def terminate_connection(self, volume, connector, **kwargs):
         self._record("terminate_connection", volume.id)

@@ -234,6 +234,33 @@ class VolumeResignRefused(VolumeResignError):
     exit_code = EXIT_REFUSED
 
 
+class LvhdVolumeError(VolumeResignError):
+    """Making, cloning or importing an LVHD (VDI-per-LUN) volume failed."""
+
+    msg_fmt = ("LVHD volume %(volume_id)s: %(step)s failed (device "
+               "%(device)s): %(reason)s")
+
+
+class LvhdVolumeRefused(LvhdVolumeError, VolumeResignRefused):
+    """An LVHD volume step refused before anything was written or published.
+
+    Final, like :class:`VolumeResignRefused`.
+    """
+
+
+class LvhdVolumeOperationRefused(ResignException):
+    """A Cinder operation an LVHD (VDI-per-LUN) volume cannot take, refused.
+
+    Raised before the backend or the LUN changed: the operation would
+    write raw bytes over, or resize underneath, the LVHD layout XenServer
+    reads.  Names the volume, the operation, why, and what to do instead.
+    """
+
+    msg_fmt = ("Volume %(volume_id)s holds an LVHD SR (VDI-per-LUN): "
+               "%(operation)s refused, nothing changed: %(reason)s. "
+               "Instead: %(advice)s")
+
+
 class BackupError(ResignException):
     msg_fmt = "Backup %(path)s: %(reason)s"
 

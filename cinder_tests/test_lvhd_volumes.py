@@ -1,0 +1,337 @@
+"""VDI-per-LUN volumes in real Cinder: create, snapshot, clone, import.
+
+A volume type with ``xenapi_resign:sr_type=lvmoiscsi`` makes every LUN one
+LVHD SR holding one VHD VDI.  Each test drives the real Cinder API as a
+project member (the import as an admin, as ``cinder manage`` needs) and
+checks:
+
+* the connection data a non-admin's attach gets, field by field, against
+  Nova 21's uuid5 formula and the simulator SAN's SCSI id (written out
+  here, not asked of the code under test);
+* the LUN images with lvm2 (``pvs``, ``vgs``, ``lvs``, ``vgck`` with
+  activation off, on read-only loop devices), ``vhdiinfo`` and
+  ``qemu-img`` on the VDI's VHD, and the project's inspect;
+* that every refusal leaves the LUN byte-identical (sha256).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+
+from cinder_backend import cinder_api
+from cinder_tests import harness
+from cinder_tests import local_driver
+from cinder_tests import test_real_cinder
+from nova_xenapi_resign.lvhd import create
+from nova_xenapi_resign.lvhd import device
+from nova_xenapi_resign.lvhd import sr as sr_mod
+from nova_xenapi_resign.simulator import san as san_mod
+from tests.functional import base
+
+MIB = 1024 * 1024
+GIB = 1024 * MIB
+#: Nova 21 nova/virt/xenapi/volume_utils.py ``parse_sr_info``: the SR uuid
+#: is uuid5(this namespace, "host/port/iqn").
+NOVA_SR_NAMESPACE = uuid.UUID("3cca4135-a809-5bb3-af62-275fbfe87178")
+#: doc/source/admin/vdi-per-lun.rst: a volume's VDI uuid is uuid5(this
+#: namespace, volume id).
+VDI_NAMESPACE = uuid.UUID("0d7c3b52-9e41-5f6a-8b2d-4c1e7a90f3b6")
+IMPORTED_SR = "5a0f7c2e-3b1d-4e6f-9a8b-7c6d5e4f3a2b"
+VHD_FOOTER = b"conectix"
+
+
+def nova_sr_uuid(iqn: str) -> str:
+    host, port = local_driver.PORTAL.split(":")
+    return str(uuid.uuid5(NOVA_SR_NAMESPACE, "%s/%s/%s" % (host, port, iqn)))
+
+
+def iqn(vol) -> str:
+    return local_driver.IQN_PREFIX + vol.name
+
+
+class LvhdCinderTestCase(test_real_cinder.RealCinderTestCase):
+
+    TOOLS = ("losetup", "lvm", "vhdiinfo", "qemu-img")
+
+    def setUp(self):
+        super().setUp()
+        self.vtype = self.volume_type("lvhd", {
+            "xenapi_resign:sr_type": "lvmoiscsi"})
+
+    def volume_type(self, kind, specs):
+        from cinder import objects
+        from cinder.volume import volume_types
+        specs = dict(specs, volume_backend_name="loop")
+        made = volume_types.create(self.cloud.admin, "%s-%s" % (
+            kind, self.id()[-40:]), specs)
+        return objects.VolumeType.get_by_id(self.cloud.admin, made["id"])
+
+    def lvhd_volume(self, name="my data"):
+        vol = self.api.create(self.user, 1, name, "", volume_type=self.vtype)
+        vol = self.wait_volume(vol)
+        self.addCleanup(self.delete, vol)
+        self.assertEqual("available", vol.status)
+        return vol
+
+    def wait_snapshot(self, snap):
+        return self.cloud.wait_for(
+            lambda: self.api.get_snapshot(self.user, snap.id),
+            lambda s: s.status != "creating", "snapshot")
+
+    def admin_metadata(self, vol):
+        from cinder import db
+        return db.volume_admin_metadata_get(self.cloud.admin, vol.id)
+
+    # --- what the LUN holds, by lvm2, vhdiinfo, qemu-img, inspect ---
+
+    def lvm_view(self, path):
+        """pvs/vgs/lvs of the LUN (activation off), after a clean vgck."""
+        lvm_ = base.Lvm(self.attach(path, read_only=True))
+        vgs = lvm_.report("vgs", "vg_name,vg_uuid,vg_size")
+        self.assertEqual(1, len(vgs))
+        lvm_("vgck", vgs[0]["vg_name"])
+        return {"pvs": lvm_.report("pvs", "pv_name,vg_name,pv_size"),
+                "vg": vgs[0],
+                "lvs": {row["lv_name"]: int(row["lv_size"]) for row in
+                        lvm_.report("lvs", "lv_name,lv_size")}}
+
+    def vhd_of(self, path, lv_name):
+        """The VHD at the start of LV ``lv_name``, cut after its footer.
+
+        An LVHD VHD LV holds the VHD from byte 0 and zeros after its
+        trailing footer; the last ``conectix`` cookie on a sector boundary
+        in the first 8 MiB is that footer.
+        """
+        model = sr_mod.inspect_path(path)
+        with device.open_device(path) as dev:
+            lv = model.lv(lv_name)
+            head = sr_mod.read_lv(dev, lv, 0, min(8 * MIB, lv.size))
+        end = max(i for i in range(0, len(head), 512)
+                  if head[i:i + len(VHD_FOOTER)] == VHD_FOOTER)
+        out = os.path.join(self.tmpdir, lv_name + ".vhd")
+        with open(out, "wb") as f:
+            f.write(head[:end + 512])
+        return out
+
+    def assert_volume_lun(self, vol, sr_uuid, vdi_uuid, name):
+        """The LUN is SR ``sr_uuid`` with one VHD VDI ``vdi_uuid`` filling it.
+
+        Returns the VDI's virtual size.
+        """
+        path = self.lun(vol)
+        lun_size = os.path.getsize(path)
+        view = self.lvm_view(path)
+        self.assertEqual("VG_XenStorage-" + sr_uuid, view["vg"]["vg_name"])
+        self.assertEqual(["VG_XenStorage-" + sr_uuid],
+                         [p["vg_name"] for p in view["pvs"]])
+        lv_name = "VHD-" + vdi_uuid
+        self.assertIn("MGT", view["lvs"])
+        self.assertIn(lv_name, view["lvs"])
+        self.assertEqual([lv_name], [n for n in view["lvs"]
+                                     if n.startswith(("VHD-", "LV-"))])
+        self.assertLessEqual(sum(view["lvs"].values()),
+                             int(view["vg"]["vg_size"]))
+        self.assertLessEqual(int(view["vg"]["vg_size"]), lun_size)
+        model = sr_mod.inspect_path(path)
+        self.assertEqual((), model.problems)
+        self.assertEqual(sr_uuid, model.sr_uuid)
+        self.assertEqual([(vdi_uuid, "vhd", name)],
+                         [(v.uuid, v.vdi_type, v.name_label)
+                          for v in model.vdis])
+        virtual_size = model.vdis[0].virtual_size
+        # The VDI fills the LUN: less than the LV, more than the LUN less
+        # the LVM metadata area, MGT and the VHD metadata (a few percent
+        # of 1 GiB, doc/source/admin/vdi-per-lun.rst).
+        self.assertLess(virtual_size, view["lvs"][lv_name])
+        self.assertGreater(virtual_size, lun_size * 0.9)
+        vhd = self.vhd_of(path, lv_name)
+        info = test_real_cinder.vhdiinfo(vhd)
+        self.assertEqual("Dynamic", info["Disk type"])
+        self.assertIn(str(virtual_size), info["Media size"].replace(
+            ",", ""))
+        qemu = json.loads(base.run(["qemu-img", "info", "-f", "vpc",
+                                    "--output", "json", vhd]).stdout)
+        self.assertEqual("vpc", qemu["format"])
+        self.assertLessEqual(qemu["virtual-size"], virtual_size)
+        self.assertGreater(qemu["virtual-size"], lun_size * 0.9)
+        return virtual_size
+
+    def assert_connection(self, vol, sr_uuid, vdi_uuid):
+        """A non-admin's attach gets the LVHD keys Nova 21 introduces by."""
+        data = self.published_to_user(vol)
+        expected = {"sr_uuid": sr_uuid, "sr_type": "lvmoiscsi",
+                    "vdi_uuid": vdi_uuid,
+                    "SCSIid": san_mod.scsi_id(local_driver.PORTAL, iqn(vol),
+                                              0),
+                    "target": local_driver.PORTAL.split(":")[0],
+                    "port": local_driver.PORTAL.split(":")[1],
+                    "targetIQN": iqn(vol)}
+        self.assertEqual(expected, {k: data.get(k) for k in expected})
+        self.assertEqual({"target", "port", "targetIQN", "sr_type",
+                          "SCSIid"}, set(data["introduce_sr_keys"]))
+        # Nova drops "id" from an SR's device-config; it is not named.
+        self.assertNotIn("id", data["introduce_sr_keys"])
+        return data
+
+    def assert_published(self, vol, sr_uuid, vdi_uuid):
+        meta = self.admin_metadata(vol)
+        self.assertEqual(
+            {"xenapi_sr_uuid": sr_uuid, "xenapi_sr_type": "lvmoiscsi",
+             "xenapi_vdi_uuid": vdi_uuid,
+             "xenapi_scsi_id": san_mod.scsi_id(local_driver.PORTAL,
+                                               iqn(vol), 0),
+             "xenapi_sr_volume_id": vol.id},
+            {k: v for k, v in meta.items() if k.startswith("xenapi_")})
+
+
+class TestCreate(LvhdCinderTestCase):
+
+    def test_blank_volume_is_one_lvhd_sr_published_to_a_user(self):
+        vol = self.lvhd_volume("my data")
+        sr_uuid = nova_sr_uuid(iqn(vol))
+        vdi_uuid = str(uuid.uuid5(VDI_NAMESPACE, vol.id))
+        self.assert_volume_lun(vol, sr_uuid, vdi_uuid, "my data")
+        self.assert_published(vol, sr_uuid, vdi_uuid)
+        self.assert_connection(vol, sr_uuid, vdi_uuid)
+        self.assertEqual("local", self.api.initialize_connection(
+            self.user, vol, test_real_cinder.CONNECTOR)[
+                "driver_volume_type"])
+        self.api.terminate_connection(self.user, vol,
+                                      test_real_cinder.CONNECTOR)
+
+    def test_raw_type_stays_raw(self):
+        vol = self.create()
+        with open(self.lun(vol), "rb") as f:
+            self.assertEqual(bytes(MIB), f.read(MIB))
+        self.assertNotIn("sr_uuid", self.published_to_user(vol))
+        self.assertEqual({}, {k: v for k, v in self.admin_metadata(
+            vol).items() if k.startswith("xenapi_")})
+
+
+class TestSnapshotAndClone(LvhdCinderTestCase):
+
+    def check_copy(self, new, src, src_vdi):
+        self.assertEqual("available", new.status)
+        sr_uuid = nova_sr_uuid(iqn(new))
+        data = self.published_to_user(new)
+        vdi_uuid = data["vdi_uuid"]
+        self.assertNotEqual(src_vdi, vdi_uuid)
+        # The published VDI is the one lvm2 and inspect find on the LUN.
+        self.assert_volume_lun(new, sr_uuid, vdi_uuid, "my data")
+        self.assert_published(new, sr_uuid, vdi_uuid)
+        self.assert_connection(new, sr_uuid, vdi_uuid)
+        return sr_uuid, vdi_uuid
+
+    def test_snapshot_volume_from_snapshot_and_clone(self):
+        src = self.lvhd_volume("my data")
+        src_sr = nova_sr_uuid(iqn(src))
+        src_vdi = self.published_to_user(src)["vdi_uuid"]
+        before = test_real_cinder.sha256(self.lun(src))
+        snap = self.wait_snapshot(self.api.create_snapshot(
+            self.user, src, "snap", ""))
+        self.assertEqual("available", snap.status)
+        from_snap = self.create(snapshot=snap, volume_type=self.vtype)
+        clone = self.create(source_volume=src, volume_type=self.vtype)
+        copies = [self.check_copy(v, src, src_vdi)
+                  for v in (from_snap, clone)]
+        # Three volumes, three SRs, three VDIs: they attach side by side.
+        self.assertEqual(3, len({src_sr} | {c[0] for c in copies}))
+        self.assertEqual(3, len({src_vdi} | {c[1] for c in copies}))
+        # The source and its snapshot were never written.
+        self.assertEqual(before, test_real_cinder.sha256(self.lun(src)))
+        self.assertEqual(before, test_real_cinder.sha256(
+            self.backend().snapshot_path(snap)))
+        self.assert_published(src, src_sr, src_vdi)
+        self.api.delete_snapshot(self.user, snap)
+
+
+class TestImport(LvhdCinderTestCase):
+
+    def lun_file(self, name, sr_uuid=IMPORTED_SR):
+        """A LUN file holding a volume's LVHD SR, on the backend."""
+        path = os.path.join(self.backend().root, name)
+        with open(path, "wb") as f:
+            f.truncate(GIB)
+        with device.open_device(path, writable=True) as dev:
+            create.format_volume(dev, sr_uuid, "cloudstack-vol-1", "cs-disk")
+        self.addCleanup(lambda: os.path.exists(path) and os.unlink(path))
+        return path
+
+    def manage(self, name, vtype):
+        vol = self.api.manage_existing(
+            self.cloud.admin, "%s@loop#loop" % harness.HOST, None,
+            {"source-name": name}, name="imported", volume_type=vtype)
+        vol = self.cloud.wait_for(
+            lambda: self.api.get(self.cloud.admin, vol.id),
+            lambda v: v.status != "managing", "manage %s" % name)
+        self.addCleanup(self.delete, vol)
+        return vol
+
+    def test_import_publishes_then_a_copy_is_refused_then_resigned(self):
+        first = self.lun_file("import-1")
+        vdi_uuid = sr_mod.inspect_path(first).vdis[0].uuid
+        vol = self.manage("import-1", self.vtype)
+        self.assertEqual("available", vol.status)
+        self.assert_volume_lun(vol, IMPORTED_SR, vdi_uuid, "cs-disk")
+        self.assert_published(vol, IMPORTED_SR, vdi_uuid)
+        self.assert_connection(vol, IMPORTED_SR, vdi_uuid)
+
+        # A byte copy of the same SR: refused, nothing written or
+        # published, the LUN handed back under its unmanaged name.
+        copy = self.lun_file("import-2")
+        before = test_real_cinder.sha256(copy)
+        dup = self.manage("import-2", self.vtype)
+        self.assertEqual("error_managing", dup.status)
+        back = self.backend().unmanaged_path(dup)
+        self.addCleanup(lambda: os.path.exists(back) and os.unlink(back))
+        self.assertEqual(before, test_real_cinder.sha256(back))
+        self.assertIsNone(cinder_api.published(dup))
+        self.assertEqual(["manage_existing", "unmanage"], [
+            c[0] for c in local_driver.LocalFileDriver.calls["loop"]
+            if c[1:2] == (dup.id,) and c[0] in ("manage_existing",
+                                                "unmanage")])
+
+        # The same copy with resign_on_import: its own SR, its own VDI.
+        os.rename(back, copy)
+        resigning = self.volume_type("lvhd-resign", {
+            "xenapi_resign:sr_type": "lvmoiscsi",
+            "xenapi_resign:resign_on_import": "<is> True"})
+        again = self.manage("import-2", resigning)
+        self.assertEqual("available", again.status)
+        sr_uuid = nova_sr_uuid(iqn(again))
+        new_vdi = self.published_to_user(again)["vdi_uuid"]
+        self.assertNotEqual(vdi_uuid, new_vdi)
+        self.assert_volume_lun(again, sr_uuid, new_vdi, "cs-disk")
+        self.assert_connection(again, sr_uuid, new_vdi)
+        self.assert_published(vol, IMPORTED_SR, vdi_uuid)
+
+
+class TestRefusedOperations(LvhdCinderTestCase):
+
+    def test_extend_and_retype_refused_lun_unchanged(self):
+        vol = self.lvhd_volume()
+        path = self.lun(vol)
+        before = test_real_cinder.sha256(path)
+        size = os.path.getsize(path)
+        self.api.extend(self.user, vol, 2)
+        vol = self.cloud.wait_for(
+            lambda: self.api.get(self.user, vol.id),
+            lambda v: v.status != "extending", "extend")
+        self.assertEqual("error_extending", vol.status)
+        self.assertEqual(1, vol.size)
+        self.assertEqual((before, size), (test_real_cinder.sha256(path),
+                                          os.path.getsize(path)))
+        from cinder import db
+        db.volume_update(self.cloud.admin, vol.id, {"status": "available"})
+        raw = self.volume_type("raw", {})
+        self.api.retype(self.user, self.api.get(self.user, vol.id), raw.id,
+                        migration_policy="never")
+        vol = self.cloud.wait_for(
+            lambda: self.api.get(self.user, vol.id),
+            lambda v: v.status != "retyping", "retype")
+        self.assertEqual(self.vtype.id, vol.volume_type_id)
+        self.assertEqual(before, test_real_cinder.sha256(path))
+        self.assert_published(vol, nova_sr_uuid(iqn(vol)),
+                              self.published_to_user(vol)["vdi_uuid"])
