@@ -7,6 +7,8 @@
   SR UUID to Nova in ``initialize_connection``.
 * :mod:`cinder_backend.hook`: the attach -> detect -> resign -> detach step,
   with os-brick, usable on its own with any driver object.
+* :mod:`cinder_backend.lvhd`: VDI-per-LUN volumes (volume type extra spec
+  ``xenapi_resign:sr_type=lvmoiscsi``): format, clone, import, refusals.
 * :mod:`cinder_backend.opts`: the per-backend options.
 
 Nothing here imports Cinder at module import time.

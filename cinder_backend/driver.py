@@ -34,7 +34,16 @@ call and attribute goes to it.  These calls do more:
   connection data gets ``sr_uuid`` and ``introduce_sr_keys`` (with the
   iSCSI device-config values ``target``, ``port``, ``targetIQN``, CHAP and
   ``id``), so Nova introduces the SR under the UUID written on the LUN
-  whatever its ``sr_naming`` is.
+  whatever its ``sr_naming`` is; for a VDI-per-LUN volume also
+  ``sr_type``, ``SCSIid`` and ``vdi_uuid``
+  (:func:`nova_xenapi_resign.xenapi.volume_utils.lvhd_connection_data`).
+* VDI-per-LUN volumes (:mod:`cinder_backend.lvhd`; volume type extra spec
+  ``xenapi_resign:sr_type=lvmoiscsi``): ``create_volume`` formats the new
+  LUN and publishes it; a clone of one is always resigned and published
+  with its own VDI; ``manage_existing`` inspects (or, asked, resigns) an
+  imported LUN and publishes it; ``extend_volume``, ``retype``,
+  ``copy_image_to_volume`` and ``copy_volume_to_image`` are refused before
+  anything changes, and the backend's ``clone_image`` is skipped.
 
 Where the options are read, and why:
 

@@ -4,7 +4,10 @@ A SAN snapshot or clone of a LUN that holds a XenServer LVHD SR is a byte
 copy of it, and XAPI refuses to introduce it beside its source.  After a
 backend driver has made such a volume, :func:`resign_volume` does what
 Cinder's own ``_attach_volume``/``_detach_volume`` do for a data copy, with
-a resignature in the middle:
+a resignature in the middle.  The attach and detach are
+:func:`run_attached`, which every step of the wrapper that needs a LUN uses
+(the resignature, the read-only probe after a migration, and the format and
+import of VDI-per-LUN volumes in :mod:`cinder_backend.lvhd`):
 
 1. this host's os-brick connector properties
    (``get_connector_properties``);
@@ -13,15 +16,16 @@ a resignature in the middle:
    or opened);
 3. ``InitiatorConnector.factory(driver_volume_type).connect_volume`` and a
    wait until the device path exists;
-4. a cheap check that the LUN holds an LVHD SR: the LVM2 label in the first
+4. the action; for :func:`resign_volume` (:func:`resign_attached`): a
+   cheap check that the LUN holds an LVHD SR (the LVM2 label in the first
    2 KiB, then the VG name of the committed metadata must start with
-   ``VG_XenStorage-``.  Anything else (a plain data volume, a guest's own
-   LVM) is left untouched and ``None`` is returned;
-5. :func:`nova_xenapi_resign.resign.resign_device` to the SR UUID Nova will
+   ``VG_XenStorage-``; anything else, a plain data volume or a guest's own
+   LVM, is left untouched and ``None`` is returned), then
+   :func:`nova_xenapi_resign.resign.resign_device` to the SR UUID Nova will
    compute for the new volume
    (:func:`nova_xenapi_resign.sr_naming.preferred_sr_uuid` of the new
    volume's connection data under ``[xenapi_resign] sr_naming``);
-6. ``disconnect_volume``, ``driver.terminate_connection`` and
+5. ``disconnect_volume``, ``driver.terminate_connection`` and
    ``driver.remove_export``, each in a ``finally`` block, so a failure at
    any step never leaves the volume attached or exported.
 

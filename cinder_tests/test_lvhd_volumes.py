@@ -331,6 +331,7 @@ class TestRefusedOperations(LvhdCinderTestCase):
         vol = self.cloud.wait_for(
             lambda: self.api.get(self.user, vol.id),
             lambda v: v.status != "retyping", "retype")
+        self.assertEqual("available", vol.status)
         self.assertEqual(self.vtype.id, vol.volume_type_id)
         self.assertEqual(before, test_real_cinder.sha256(path))
         self.assert_published(vol, nova_sr_uuid(iqn(vol)),
