@@ -94,7 +94,7 @@ LOG = logging.getLogger(__name__)
 
 # Attributes kept on the wrapper itself; everything else is the backend's.
 _OWN = frozenset(("_backend", "_backend_class", "_resign_conf",
-                  "_backend_configuration"))
+                  "_backend_configuration", "_attach_overrides"))
 
 
 def _conf_get(configuration: Any, name: str, default: Any = None) -> Any:
@@ -138,6 +138,7 @@ class ResignVolumeDriver(object):
         if callable(append):
             append(backend_opts.resign_opts)
         object.__setattr__(self, "_backend_configuration", configuration)
+        object.__setattr__(self, "_attach_overrides", {})
         path = _conf_get(configuration, "resign_backend_driver")
         if not path:
             raise self._error("the backend option resign_backend_driver is "
@@ -420,7 +421,19 @@ class ResignVolumeDriver(object):
                 configuration, "num_volume_device_scan_tries", 3)),
             attach_timeout=int(_conf_get(
                 configuration, "resign_attach_timeout", 120)),
-            context=hook.vget(volume, "_context"))
+            context=hook.vget(volume, "_context"), **self._attach_overrides)
+
+    def attach_with(self, connector_properties: Mapping[str, Any],
+                    connector: Any) -> None:
+        """Attach LUNs with ``connector`` and these properties, not os-brick.
+
+        For a host that reaches the backend's LUNs by other means than an
+        os-brick initiator: the demo's simulated SAN.  ``connector`` has
+        os-brick's ``connect_volume``/``disconnect_volume``.
+        """
+        self._attach_overrides.update(
+            connector_properties=dict(connector_properties),
+            connector=connector)
 
     def run_attached(self, volume: Any, action, step: str) -> Any:
         """``action(path, data, device_info)`` on ``volume`` attached here."""

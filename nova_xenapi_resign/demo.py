@@ -4,10 +4,12 @@ Two simulated pools share one SAN of LUN image files.  The demo attaches an
 LVHD SR, clones its LUN on the "SAN", shows XAPI refusing the clone, resigns
 it and attaches it beside the original; then it reproduces Launchpad bug
 1566622 with Nova's stock algorithm, gives the same VM a VDI-per-LUN volume
-(a LUN formatted as one LVHD VDI, attached from its published connection
-data), attaches that volume's resigned SAN clone to a second VM beside it,
-and live-migrates the first VM, legacy-named raw volume and LVHD volume in
-one go, with the extension and no storage mirror.  Every step records the
+that the Cinder wrapper (``ResignVolumeDriver`` on a simulated-SAN backend,
+:mod:`nova_xenapi_resign.demo_cinder`) created as one LVHD VDI and
+published, attaches a volume Cinder made from its snapshot (resigned by the
+wrapper) to a second VM beside it, and live-migrates the first VM,
+legacy-named raw volume and LVHD volume in one go, with the extension and
+no storage mirror.  Every step records the
 XAPI calls it made; the hazard list of both pools must stay empty.
 
 Step names (stable, for ``--json``): see :data:`STEPS`.
@@ -16,6 +18,7 @@ Step names (stable, for ``--json``): see :data:`STEPS`.
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import hashlib
 import shutil
@@ -35,10 +38,11 @@ IQN_SR = "iqn.2010-01.com.solidfire:demo.sr-lun"
 IQN_CLONE = "iqn.2010-01.com.solidfire:demo.sr-lun-clone"
 IQN_VOLUME = "iqn.2010-01.com.solidfire:demo.vol-1"
 VOLUME_ID = "0b9bf0a4-4ad3-4c55-9f44-3b1a5c6e0d01"
-IQN_LVHD = "iqn.2010-01.com.solidfire:demo.vol-2"
-IQN_LVHD_CLONE = "iqn.2010-01.com.solidfire:demo.vol-3"
 LVHD_VOLUME_ID = "0b9bf0a4-4ad3-4c55-9f44-3b1a5c6e0d02"
 LVHD_CLONE_ID = "0b9bf0a4-4ad3-4c55-9f44-3b1a5c6e0d03"
+LVHD_SNAPSHOT_ID = "0b9bf0a4-4ad3-4c55-9f44-3b1a5c6e0d04"
+#: A volume type of VDI-per-LUN volumes (docs: admin/vdi-per-lun).
+LVHD_VOLUME_TYPE = {"extra_specs": {"xenapi_resign:sr_type": "lvmoiscsi"}}
 
 
 @dataclasses.dataclass
@@ -76,6 +80,7 @@ class Demo(object):
         self.sim = None
         self.a = self.b = None      # Nova-like sessions on pool A and B
         self.ctx: dict = {}
+        self._stack = contextlib.ExitStack()
 
     # --- bookkeeping ---------------------------------------------------
 
@@ -110,6 +115,7 @@ class Demo(object):
         return self.steps
 
     def close(self) -> None:
+        self._stack.close()
         if self.sim is not None:
             self.sim.stop()
 
@@ -304,21 +310,22 @@ class Demo(object):
 
     # --- VDI-per-LUN volumes ---------------------------------------------
 
-    def _publish_lvhd(self, iqn: str, volume_id: str) -> dict:
-        """The LVHD connection data of a volume LUN, as Cinder publishes it.
+    def _cinder(self):
+        """The Cinder wrapper on the simulated SAN (made on first use)."""
+        if "cinder" not in self.ctx:
+            from nova_xenapi_resign import demo_cinder
+            self.ctx["cinder"] = self._stack.enter_context(
+                demo_cinder.cinder_wrapper(self.sim.san, self.workdir))
+        return self.ctx["cinder"]
 
-        SR and VDI uuid read from the LUN, ``SCSIid`` from the host's
-        ``SR.probe`` (``SR_BACKEND_FAILURE_107``'s LUN list).
-        """
-        from nova_xenapi_resign.lvhd import sr as sr_mod
-        from nova_xenapi_resign.xenapi import volume_utils
-        data = {"volume_id": volume_id, "target_portal": PORTAL,
-                "target_iqn": iqn, "target_lun": 0}
-        model = sr_mod.inspect_path(self.sim.san.path(PORTAL, iqn, 0))
-        config = volume_utils.lvmoiscsi_device_config(
-            self.a, volume_utils.iscsi_device_config(data), 0)
-        return volume_utils.lvhd_connection_data(
-            data, model.sr_uuid, model.vdis[0].uuid, config["SCSIid"])
+    def _cinder_attach_data(self, volume: dict) -> dict:
+        """What Nova gets from ``os-initialize_connection`` for a volume."""
+        wrapper, connector = self._cinder()
+        if connector.attached:
+            raise AssertionError("LUNs left attached on the Cinder host: %s"
+                                 % connector.attached)
+        return wrapper.initialize_connection(
+            volume, {"host": "compute-a", "initiator": "iqn.demo:a"})["data"]
 
     def _attach_published(self, vm: str, data: dict, userdevice: str):
         """Nova's attach of a volume: its SR, then ``vdi_uuid``, a VBD."""
@@ -330,52 +337,64 @@ class Demo(object):
         return sr_uuid, x.SR.get_type(sr), x.VDI.get_uuid(vdi)
 
     def step_vdi_per_lun_volume(self):
-        from nova_xenapi_resign.lvhd import create
-        from nova_xenapi_resign.lvhd import device
+        """Cinder creates an LVHD volume; Nova attaches its one VDI."""
+        from nova_xenapi_resign.lvhd import sr as sr_mod
         from nova_xenapi_resign import sr_naming
-        path = self.sim.san.create_lun(PORTAL, IQN_LVHD, 0, 64 * MiB)
-        sr_uuid = sr_naming.preferred_sr_uuid(
-            {"target_portal": PORTAL, "target_iqn": IQN_LVHD}, "uuid5")
-        with device.open_device(path, writable=True) as dev:
-            model = create.format_volume(dev, sr_uuid, LVHD_VOLUME_ID,
-                                         "database")
-        data = self._publish_lvhd(IQN_LVHD, LVHD_VOLUME_ID)
+        wrapper, _ = self._cinder()
+        volume = {"id": LVHD_VOLUME_ID, "display_name": "database",
+                  "volume_type": LVHD_VOLUME_TYPE}
+        update = wrapper.create_volume(volume)
+        volume["admin_metadata"] = update["admin_metadata"]
+        self.ctx["lvhd_volume"] = volume
+        data = self._cinder_attach_data(volume)
         self.ctx["lvhd_data"] = data
         attached = self._attach_published(self.ctx["vm"], data, "2")
+        model = sr_mod.inspect_path(wrapper.backend.path(volume))
         vdi = model.vdis[0]
-        ok = attached == (sr_uuid, "lvmoiscsi", vdi.uuid)
-        summary = ("volume LUN = one LVHD VDI %s of %d MiB (%r) in SR %s; "
-                   "attached to instance-legacy by vdi_uuid from an "
-                   "lvmoiscsi SR plugged with SCSIid %s" % (
-                       vdi.uuid, vdi.virtual_size // MiB,
-                       vdi.name_label, sr_uuid, data["SCSIid"]))
+        # Nova's uuid5 name of the volume's target, which Cinder wrote.
+        expected = sr_naming.preferred_sr_uuid(
+            {k: data[k] for k in ("target_portal", "target_iqn")}, "uuid5")
+        ok = (attached == (expected, "lvmoiscsi", vdi.uuid)
+              and model.sr_uuid == expected)
+        summary = ("Cinder wrapper: create_volume made LUN %s = one LVHD "
+                   "VDI %s of %d MiB (%r) in SR %s; attached to "
+                   "instance-legacy by vdi_uuid from an lvmoiscsi SR "
+                   "plugged with SCSIid %s" % (
+                       data["targetIQN"], vdi.uuid, vdi.virtual_size // MiB,
+                       vdi.name_label, expected, data["SCSIid"]))
         return ok, summary, {
-            "sr_uuid": sr_uuid, "vdi_uuid": vdi.uuid,
+            "sr_uuid": expected, "vdi_uuid": vdi.uuid,
+            "backend_calls": wrapper.backend.calls,
             "introduce_sr_keys": data["introduce_sr_keys"]}
 
     def step_vdi_per_lun_clone_beside(self):
-        from nova_xenapi_resign import resign
-        from nova_xenapi_resign import sr_naming
-        clone = self.sim.san.clone_lun(
-            self.sim.san.path(PORTAL, IQN_LVHD, 0), PORTAL, IQN_LVHD_CLONE,
-            0)
-        target = sr_naming.preferred_sr_uuid(
-            {"target_portal": PORTAL, "target_iqn": IQN_LVHD_CLONE}, "uuid5")
-        resign.resign_device(clone, target,
-                             backup_dir=self.workdir + "/backups",
-                             lock_path=self.workdir + "/locks")
-        data = self._publish_lvhd(IQN_LVHD_CLONE, LVHD_CLONE_ID)
+        """Cinder snapshots it and makes a volume from the snapshot."""
+        wrapper, _ = self._cinder()
+        source = self.ctx["lvhd_volume"]
+        before = _sha256(wrapper.backend.path(source))
+        snapshot = {"id": LVHD_SNAPSHOT_ID, "volume": source}
+        wrapper.create_snapshot(snapshot)
+        clone = {"id": LVHD_CLONE_ID, "display_name": "database copy",
+                 "volume_type": LVHD_VOLUME_TYPE}
+        update = wrapper.create_volume_from_snapshot(clone, snapshot)
+        clone["admin_metadata"] = update["admin_metadata"]
+        data = self._cinder_attach_data(clone)
         x = self.a.xenapi
         vm = x.VM.create({"name_label": "instance-clone"})
         x.VM.start(vm, False, False)
         attached = self._attach_published(vm, data, "1")
-        source = self.ctx["lvhd_data"]
-        ok = (attached == (target, "lvmoiscsi", data["vdi_uuid"])
-              and data["vdi_uuid"] != source["vdi_uuid"])
-        summary = ("SAN clone resigned to SR %s, its VDI %s attached to "
-                   "instance-clone beside the source volume (SR %s)" % (
-                       target, data["vdi_uuid"], source["sr_uuid"]))
-        return ok, summary, {"sr_uuid": target,
+        src = self.ctx["lvhd_data"]
+        untouched = _sha256(wrapper.backend.path(source)) == before
+        ok = (attached == (data["sr_uuid"], "lvmoiscsi", data["vdi_uuid"])
+              and data["sr_uuid"] != src["sr_uuid"]
+              and data["vdi_uuid"] != src["vdi_uuid"] and untouched)
+        summary = ("Cinder wrapper: snapshot, then create_volume_from_"
+                   "snapshot resigned the copy to SR %s; its VDI %s "
+                   "attached to instance-clone beside the source volume "
+                   "(SR %s, untouched: %s)" % (
+                       data["sr_uuid"], data["vdi_uuid"], src["sr_uuid"],
+                       untouched))
+        return ok, summary, {"sr_uuid": data["sr_uuid"],
                              "vdi_uuid": data["vdi_uuid"]}
 
     def step_live_migrate_mixed_volumes(self):
