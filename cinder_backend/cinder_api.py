@@ -177,12 +177,8 @@ def driver_error(err: exception.VolumeResignError, final: bool = False
     return cinder_exception.VolumeBackendAPIException(data=err.msg)
 
 
-def tell_user(volume: Any, err: exception.VolumeResignError,
-              final: bool = False) -> None:
-    """A Cinder user message on ``volume``'s project for a final error.
-
-    A refusal is final; ``final`` makes any error so (see
-    :func:`driver_error`).
+def tell_user(volume: Any, err: exception.VolumeResignError) -> None:
+    """A Cinder user message on ``volume``'s project for a refusal.
 
     Cinder's clone and snapshot paths record no user message for a driver
     failure, so without this the user would see only ``error``.  Cinder's
@@ -190,7 +186,7 @@ def tell_user(volume: Any, err: exception.VolumeResignError,
     to create the volume; the precise reason is in the cinder-volume log.
     """
     if not (is_cinder_volume(volume)
-            and (final or isinstance(err, exception.VolumeResignRefused))):
+            and isinstance(err, exception.VolumeResignRefused)):
         return
     context = _cinder("context")
     message_api = importutils.import_module("cinder.message.api")

@@ -217,8 +217,8 @@ class ResignVolumeDriver(object):
 
         The extra spec is checked before the backend makes anything.  A
         failure after the LUN exists is final (no reschedule: the LUN is
-        still there), the volume goes to ``error`` with a user message,
-        and the LUN is detached; nothing is published.
+        still there), the volume goes to ``error`` with Cinder's user
+        message, and the LUN is detached; nothing is published.
         """
         try:
             wanted = lvhd.wants_lvhd(volume)
@@ -234,7 +234,8 @@ class ResignVolumeDriver(object):
                 volume, functools.partial(lvhd.format_attached, volume),
                 lvhd.STEP_FORMAT)
         except exception.VolumeResignError as err:
-            cinder_api.tell_user(volume, err, final=True)
+            # Cinder's create flow records the user message of a failed
+            # create_volume itself (unlike its clone paths).
             raise cinder_api.driver_error(err, final=True) from err
         cinder_api.publish(volume, update, what)
         return update or None
@@ -510,6 +511,10 @@ class ResignVolumeDriver(object):
         model_update, volume_updates = call(*args)
         sources = _group_sources(volumes, snapshots=args[4],
                                  source_vols=args[6])
+        if not (self.resign_enabled() or any(
+                found is not None and found.is_lvhd for found in map(
+                    cinder_api.published, sources.values()))):
+            return model_update, volume_updates
         by_id = {str(u["id"]): u for u in volume_updates or ()}
         updates = []
         for volume in volumes:

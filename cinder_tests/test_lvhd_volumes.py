@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+from unittest import mock
 import uuid
 
 from cinder_backend import cinder_api
@@ -208,6 +209,41 @@ class TestCreate(LvhdCinderTestCase):
         self.assertNotIn("sr_uuid", self.published_to_user(vol))
         self.assertEqual({}, {k: v for k, v in self.admin_metadata(
             vol).items() if k.startswith("xenapi_")})
+
+    def test_failure_after_the_lun_is_made_is_final_and_visible(self):
+        # A backend that reports no SCSI id (and a connector that reads
+        # none): refused before anything is written or published; one
+        # user message (Cinder's own for a failed create_volume).
+        backend = self.backend()
+        real = backend.initialize_connection
+
+        def no_scsi_id(volume, connector):
+            info = real(volume, connector)
+            info["data"].pop("scsi_wwn")
+            return info
+
+        calls = local_driver.LocalFileDriver.calls["loop"]
+        start = len(calls)
+        with mock.patch.object(backend, "initialize_connection", no_scsi_id):
+            vol = self.wait_volume(self.api.create(
+                self.user, 1, "vol", "", volume_type=self.vtype))
+        self.addCleanup(self.delete, vol)
+        self.assertEqual("error", vol.status)
+        made = [c for c in calls[start:] if c[0] == "create_volume"]
+        self.assertEqual([("create_volume", vol.id)], made,
+                         "rescheduled: %s" % made)
+        with open(self.lun(vol), "rb") as f:
+            self.assertEqual(bytes(16 * MIB), f.read(16 * MIB))
+        self.assertIsNone(cinder_api.published(vol))
+        from cinder.message import api as message_api
+        from cinder.message import message_field
+        msgs = message_api.API().get_all(
+            self.user, filters={"resource_uuid": vol.id})
+        self.assertEqual(
+            [(message_field.Action.CREATE_VOLUME_FROM_BACKEND[0],
+              message_field.Detail.DRIVER_FAILED_CREATE[0], "ERROR")],
+            [(m["action_id"], m["detail_id"], m["message_level"])
+             for m in msgs])
 
 
 class TestSnapshotAndClone(LvhdCinderTestCase):
