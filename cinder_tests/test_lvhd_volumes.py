@@ -235,15 +235,7 @@ class TestCreate(LvhdCinderTestCase):
         with open(self.lun(vol), "rb") as f:
             self.assertEqual(bytes(16 * MIB), f.read(16 * MIB))
         self.assertIsNone(cinder_api.published(vol))
-        from cinder.message import api as message_api
-        from cinder.message import message_field
-        msgs = message_api.API().get_all(
-            self.user, filters={"resource_uuid": vol.id})
-        self.assertEqual(
-            [(message_field.Action.CREATE_VOLUME_FROM_BACKEND[0],
-              message_field.Detail.DRIVER_FAILED_CREATE[0], "ERROR")],
-            [(m["action_id"], m["detail_id"], m["message_level"])
-             for m in msgs])
+        self.assert_one_create_failed_message(vol)
 
 
 class TestSnapshotAndClone(LvhdCinderTestCase):

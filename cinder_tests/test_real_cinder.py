@@ -142,6 +142,18 @@ class RealCinderTestCase(base.FunctionalTestCase):
         # vhdiinfo still reads the resigned child as a differential VHD.
         self.assertIn("Parent identifier", vhdiinfo(out))
 
+    def assert_one_create_failed_message(self, vol):
+        """The user sees one message: the driver failed to create ``vol``."""
+        from cinder.message import api as message_api
+        from cinder.message import message_field
+        msgs = message_api.API().get_all(
+            self.user, filters={"resource_uuid": vol.id})
+        self.assertEqual(
+            [(message_field.Action.CREATE_VOLUME_FROM_BACKEND[0],
+              message_field.Detail.DRIVER_FAILED_CREATE[0], "ERROR")],
+            [(m["action_id"], m["detail_id"], m["message_level"])
+             for m in msgs])
+
     def published_to_user(self, vol):
         """Connection data a non-admin gets from os-initialize_connection."""
         vol = self.api.get(self.user, vol.id)
@@ -306,15 +318,7 @@ class TestRefusal(RealCinderTestCase):
         deleted = [c for c in calls[start:] if c[0] == "delete_volume"]
         self.assertEqual([], deleted)
         self.assertEqual(before, sha256(self.lun(src)))
-        from cinder.message import api as message_api
-        from cinder.message import message_field
-        msgs = message_api.API().get_all(
-            self.user, filters={"resource_uuid": new.id})
-        self.assertEqual(
-            [(message_field.Action.CREATE_VOLUME_FROM_BACKEND[0],
-              message_field.Detail.DRIVER_FAILED_CREATE[0], "ERROR")],
-            [(m["action_id"], m["detail_id"], m["message_level"])
-             for m in msgs])
+        self.assert_one_create_failed_message(new)
         # The user's delete of the error volume removes the LUN.
         self.assertTrue(os.path.exists(self.lun(new)))
         self.api.delete(self.user, new)
