@@ -263,23 +263,29 @@ class ResignVolumeDriver(object):
         refusal hands the LUN back to the backend (``unmanage``), so that
         deleting the ``error_managing`` record never deletes the LUN.
         """
-        update = dict(self._backend.manage_existing(volume, existing_ref)
-                      or {})
-        hook.apply_update(volume, update)
         try:
             resign = lvhd.resign_on_import(volume, bool(_conf_get(
                 self._backend_configuration, "resign_on_import", False)))
             required = lvhd.wants_lvhd(volume)
+        except exception.InvalidInput as err:
+            raise self._error(err.msg) from err
+        update = dict(self._backend.manage_existing(volume, existing_ref)
+                      or {})
+        hook.apply_update(volume, update)
+        try:
             what = self.run_attached(
                 volume, lambda path, data, info: lvhd.import_attached(
                     volume, path, data, info, conf=self.resign_conf,
                     resign=resign, required=required), lvhd.STEP_IMPORT)
-        except (exception.VolumeResignError, exception.InvalidInput) as err:
+        except exception.VolumeResignError as err:
             LOG.error("Volume %s: import refused, handing the LUN back to "
                       "the backend: %s", hook.vget(volume, "id"), err)
-            self._backend.unmanage(volume)
-            if not isinstance(err, exception.VolumeResignError):
-                raise self._error(err.msg) from err
+            try:
+                self._backend.unmanage(volume)
+            except Exception:
+                LOG.exception("Volume %s: the backend cannot unmanage the "
+                              "LUN; do not delete this volume record, "
+                              "unmanage it", hook.vget(volume, "id"))
             raise cinder_api.driver_error(err, final=True) from err
         cinder_api.publish(volume, update, what)
         return update or None

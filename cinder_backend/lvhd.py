@@ -90,7 +90,13 @@ def resign_on_import(volume: Any, default: bool) -> bool:
     value = extra_specs(volume).get(RESIGN_ON_IMPORT_SPEC)
     if value is None:
         return default
-    return strutils.bool_from_string(_spec_value(value), strict=True)
+    try:
+        return strutils.bool_from_string(_spec_value(value), strict=True)
+    except ValueError as exc:
+        raise exception.InvalidInput(
+            reason="volume type extra spec %s=%r of volume %s: %s"
+            % (RESIGN_ON_IMPORT_SPEC, value, hook.vget(volume, "id"),
+               exc)) from exc
 
 
 def is_lvhd(volume: Any) -> bool:

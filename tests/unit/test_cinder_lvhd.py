@@ -353,6 +353,16 @@ class TestImport(LvhdTestCase):
         self.assertEqual(model.vdis[0].uuid,
                          update["admin_metadata"]["xenapi_vdi_uuid"])
 
+    def test_bad_resign_on_import_refused_before_the_backend(self):
+        self.lun("existing")
+        vol = self.volume(vtype={"extra_specs": dict(
+            LVHD_TYPE["extra_specs"],
+            **{"xenapi_resign:resign_on_import": "perhaps"})})
+        err = self.assertRaises(CONFIG, self.wrapper.manage_existing, vol,
+                                {"source-name": "existing"})
+        self.assertIn("resign_on_import", str(err))
+        self.assertEqual([], self.backend.calls)
+
     def test_lvhd_type_refuses_a_raw_lun(self):
         with open(os.path.join(self.tmpdir, "raw"), "wb") as f:
             f.truncate(LUN_SIZE)
