@@ -17,6 +17,7 @@ from nova_tests import harness
 from nova_tests.harness import OUR_DRIVER
 from nova_tests.harness import STOCK_DRIVER
 from nova_tests.test_nova_live_migration import LiveMigrationTestCase
+from nova_xenapi_resign import demo_cinder
 from nova_xenapi_resign import exception
 from nova_xenapi_resign.lvhd import create
 from nova_xenapi_resign.lvhd import device
@@ -35,6 +36,7 @@ VOL_LEGACY = "51111111-2222-4333-8444-555555555555"
 VOL_UUID5 = "52222222-3333-4444-8555-666666666666"
 VOL_LVHD = "53333333-4444-4555-8666-777777777777"
 VOL_CLONE = "54444444-5555-4666-8777-888888888888"
+SNAPSHOT = "55555555-6666-4777-8888-999999999999"
 MiB = harness.MiB
 VOLUME_SIZE = 32 * MiB
 HOST, PORT = PORTAL.split(":")
@@ -298,3 +300,58 @@ class TestStockNovaHazard(LvhdVolumeTestCase):
         self.assert_no_hazard()
         self.assertEqual([sr_uuid], self.volume_srs(0))
         self.device_config(0, sr_uuid)
+
+
+class TestThroughTheCinderWrapper(LvhdVolumeTestCase):
+    """Stock Nova attaches what ResignVolumeDriver made and published.
+
+    The wrapper runs around the demo's simulated-SAN backend driver
+    (:mod:`nova_xenapi_resign.demo_cinder`) on this test's SAN: it formats
+    a blank volume, snapshots it and makes a volume from the snapshot
+    (resigned); Nova 21.2.4's own VolumeOps attaches both, side by side in
+    one pool, from ``initialize_connection``'s data alone.
+    """
+
+    def bdm(self, wrapper, volume, mount):
+        info = wrapper.initialize_connection(volume, {"host": "compute"})
+        return {"mount_device": mount, "connection_info": {
+            "driver_volume_type": info["driver_volume_type"],
+            "serial": volume["id"], "data": info["data"]}}
+
+    def on_lun(self, wrapper, volume):
+        model = sr_mod.inspect_path(wrapper.backend.path(volume))
+        (vdi,) = model.vdis
+        return model.sr_uuid, "lvmoiscsi", vdi.uuid
+
+    def test_stock_nova_attaches_a_volume_and_its_snapshot_copy(self):
+        lvhd_type = {"extra_specs": {"xenapi_resign:sr_type": "lvmoiscsi"}}
+        with demo_cinder.cinder_wrapper(self.pools.sim.san,
+                                        self.tmpdir) as (wrapper, _):
+            source = {"id": VOL_LVHD, "display_name": "my data",
+                      "volume_type": lvhd_type}
+            source["admin_metadata"] = wrapper.create_volume(source)[
+                "admin_metadata"]
+            snapshot = {"id": SNAPSHOT, "volume": source}
+            wrapper.create_snapshot(snapshot)
+            copy = {"id": VOL_CLONE, "display_name": "copy",
+                    "volume_type": lvhd_type}
+            copy["admin_metadata"] = wrapper.create_volume_from_snapshot(
+                copy, snapshot)["admin_metadata"]
+            bdms = [self.bdm(wrapper, v, "/dev/xvdb") for v in (source, copy)]
+            expected = [self.on_lun(wrapper, v) for v in (source, copy)]
+        stock = self.driver(0, STOCK_DRIVER)
+        instances = [self.instance(1), self.instance(2)]
+        for instance, bdm in zip(instances, bdms):
+            self.boot(instance, [])
+            self.attach(stock, instance, bdm)
+        self.assertNotEqual(expected[0], expected[1])
+        for instance, volume_id, want in zip(instances, (VOL_LVHD, VOL_CLONE),
+                                             expected):
+            self.assertEqual({"1": want}, self.vdi_uuids_of(0, instance))
+            self.assertEqual(sanmod.scsi_id(
+                demo_cinder.PORTAL, demo_cinder.IQN_PREFIX + volume_id, 0),
+                self.device_config(0, want[0])["SCSIid"])
+        for instance, bdm in zip(instances, bdms):
+            self.detach(stock, instance, bdm)
+        self.assertEqual([], self.volume_srs(0))
+        self.assert_no_hazard()
