@@ -313,3 +313,59 @@ class TestDetect(HookTestCase):
         with mock.patch.object(device.Device, "read", counting):
             privileged.detect_lvhd(path)
         self.assertLess(sum(reads), 64 * 1024)
+
+
+class TestRunAttached(HookTestCase):
+
+    def run_attached(self, action, path=None):
+        path = path or self.image()
+        self.driver = FakeDriver(path)
+        self.connector = FakeConnector(self.driver, path)
+        return hook.run_attached(self.driver, self.volume, action,
+                                 step="my step", connector=self.connector,
+                                 connector_properties=self.props,
+                                 attach_timeout=0)
+
+    def test_action_gets_the_attached_device_and_its_result_returned(self):
+        seen = []
+
+        def action(path, data, device_info):
+            seen.append((path, data["target_iqn"], device_info["type"],
+                         list(self.driver.calls)))
+            return "result"
+
+        self.assertEqual("result", self.run_attached(action))
+        self.assertEqual([(self.driver.path, IQN, "block",
+                           ["create_export", "initialize_connection",
+                            "connect_volume"])], seen)
+        self.assertEqual(["disconnect_volume", "terminate_connection",
+                          "remove_export"], self.driver.calls[3:])
+
+    def test_other_errors_become_the_hook_error_at_step(self):
+        def action(path, data, device_info):
+            raise OSError("EIO")
+
+        err = self.assertRaises(exception.VolumeResignError,
+                                self.run_attached, action)
+        self.assertEqual(("my step", self.driver.path),
+                         (err.kwargs["step"], err.kwargs["device"]))
+        self.assertIn("OSError: EIO", str(err))
+        self.assertEqual("remove_export", self.driver.calls[-1])
+
+    def test_hook_errors_pass_unchanged(self):
+        refused = hook.hook_error(VOL, "inner", "/dev/x", "no", refused=True)
+
+        def action(path, data, device_info):
+            raise refused
+
+        err = self.assertRaises(exception.VolumeResignRefused,
+                                self.run_attached, action)
+        self.assertIs(refused, err)
+        self.assertEqual("remove_export", self.driver.calls[-1])
+
+    def test_scsi_id_from_device_info_first(self):
+        self.assertEqual("36a", hook.scsi_id_of({"scsi_wwn": "36b"},
+                                                {"scsi_wwn": "36a"}))
+        self.assertEqual("36b", hook.scsi_id_of({"scsi_wwn": "36b"},
+                                                {"path": "/dev/sdb"}))
+        self.assertIsNone(hook.scsi_id_of({}, {"scsi_wwn": ""}))
