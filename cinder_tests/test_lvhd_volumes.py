@@ -61,10 +61,11 @@ class LvhdCinderTestCase(test_real_cinder.RealCinderTestCase):
         self.vtype = self.volume_type("lvhd", {
             "xenapi_resign:sr_type": "lvmoiscsi"})
 
-    def volume_type(self, kind, specs):
+    def volume_type(self, kind, specs, backend="loop"):
         from cinder import objects
         from cinder.volume import volume_types
-        specs = dict(specs, volume_backend_name="loop")
+        if backend:
+            specs = dict(specs, volume_backend_name=backend)
         made = volume_types.create(self.cloud.admin, "%s-%s" % (
             kind, self.id()[-40:]), specs)
         return objects.VolumeType.get_by_id(self.cloud.admin, made["id"])
@@ -364,3 +365,33 @@ class TestRefusedOperations(LvhdCinderTestCase):
         self.assertEqual(before, test_real_cinder.sha256(path))
         self.assert_published(vol, nova_sr_uuid(iqn(vol)),
                               self.published_to_user(vol)["vdi_uuid"])
+
+
+class TestMigration(LvhdCinderTestCase):
+
+    def test_generic_migration_republishes_same_sr_and_vdi(self):
+        # A type on either backend: the volume moves to the other one.
+        vtype = self.volume_type("lvhd-any", {
+            "xenapi_resign:sr_type": "lvmoiscsi"}, backend=None)
+        vol = self.create(volume_type=vtype)
+        self.assertEqual("available", vol.status)
+        here = vol.host.split("@")[1].split("#")[0]
+        there = next(name for name in harness.BACKENDS if name != here)
+        sr_uuid = nova_sr_uuid(iqn(vol))
+        vdi_uuid = str(uuid.uuid5(VDI_NAMESPACE, vol.id))
+        self.assert_published(vol, sr_uuid, vdi_uuid)
+        self.api.migrate_volume(self.cloud.admin, vol,
+                                "%s@%s#%s" % (harness.HOST, there, there),
+                                None, True, False)
+        vol = self.cloud.wait_for(
+            lambda: self.api.get(self.cloud.admin, vol.id),
+            lambda v: v.migration_status in ("success", "error"),
+            "the migration")
+        self.assertEqual("success", vol.migration_status)
+        self.assertEqual(there, vol.host.split("@")[1].split("#")[0])
+        # The bytes moved: same SR and VDI on a new LUN, whose target Nova
+        # would name otherwise; the new LUN's SCSI id.
+        self.assertNotEqual(sr_uuid, nova_sr_uuid(iqn(vol)))
+        self.assert_volume_lun(vol, sr_uuid, vdi_uuid, "vol")
+        self.assert_published(vol, sr_uuid, vdi_uuid)
+        self.assert_connection(vol, sr_uuid, vdi_uuid)
