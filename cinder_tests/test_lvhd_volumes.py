@@ -273,7 +273,7 @@ class TestSnapshotAndClone(LvhdCinderTestCase):
         self.assertEqual(before, test_real_cinder.sha256(
             self.backend().snapshot_path(snap)))
         self.assert_published(src, src_sr, src_vdi)
-        self.api.delete_snapshot(self.user, snap)
+        self.delete_snapshot(snap)
 
 
 class TestImport(LvhdCinderTestCase):

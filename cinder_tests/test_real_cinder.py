@@ -95,6 +95,25 @@ class RealCinderTestCase(base.FunctionalTestCase):
         if vol.status in ("available", "error"):
             self.api.delete(self.cloud.admin, vol, force=True, cascade=True)
 
+    def delete_snapshot(self, snap):
+        """Delete ``snap`` and wait until it is gone.
+
+        The volume's cleanup deletes it with ``cascade``, which Cinder
+        refuses while a snapshot is still ``deleting``.
+        """
+        from cinder import exception
+        from cinder import objects
+        self.api.delete_snapshot(self.user, snap)
+
+        def gone():
+            try:
+                objects.Snapshot.get_by_id(self.cloud.admin, snap.id)
+            except exception.SnapshotNotFound:
+                return True
+            return False
+
+        self.cloud.wait_for(gone, True, "snapshot %s deleted" % snap.id)
+
     def lvhd_source(self, volume_type=None, group=None, sr_uuid=SR_UUID,
                     size=None):
         """A volume whose LUN holds an LVHD SR made by real lvm2."""
@@ -189,7 +208,7 @@ class TestClone(RealCinderTestCase):
         self.assertEqual(before, sha256(self.lun(src)))
         self.assert_resigned_by_lvm(self.lun(new),
                                     self.expected_sr_uuid(new), made)
-        self.api.delete_snapshot(self.user, snap)
+        self.delete_snapshot(snap)
 
     def test_plain_data_clone_untouched(self):
         src = self.create()
