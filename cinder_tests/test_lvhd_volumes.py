@@ -375,20 +375,10 @@ class TestMigration(LvhdCinderTestCase):
             "xenapi_resign:sr_type": "lvmoiscsi"}, backend=None)
         vol = self.create(volume_type=vtype)
         self.assertEqual("available", vol.status)
-        here = vol.host.split("@")[1].split("#")[0]
-        there = next(name for name in harness.BACKENDS if name != here)
         sr_uuid = nova_sr_uuid(iqn(vol))
         vdi_uuid = str(uuid.uuid5(VDI_NAMESPACE, vol.id))
         self.assert_published(vol, sr_uuid, vdi_uuid)
-        self.api.migrate_volume(self.cloud.admin, vol,
-                                "%s@%s#%s" % (harness.HOST, there, there),
-                                None, True, False)
-        vol = self.cloud.wait_for(
-            lambda: self.api.get(self.cloud.admin, vol.id),
-            lambda v: v.migration_status in ("success", "error"),
-            "the migration")
-        self.assertEqual("success", vol.migration_status)
-        self.assertEqual(there, vol.host.split("@")[1].split("#")[0])
+        vol = self.migrate_to_other_backend(vol)
         # The bytes moved: same SR and VDI on a new LUN, whose target Nova
         # would name otherwise; the new LUN's SCSI id.
         self.assertNotEqual(sr_uuid, nova_sr_uuid(iqn(vol)))

@@ -95,6 +95,21 @@ class RealCinderTestCase(base.FunctionalTestCase):
         if vol.status in ("available", "error"):
             self.api.delete(self.cloud.admin, vol, force=True, cascade=True)
 
+    def migrate_to_other_backend(self, vol):
+        """A generic (host-copy) migration of ``vol``; the volume after."""
+        here = vol.host.split("@")[1].split("#")[0]
+        there = next(name for name in harness.BACKENDS if name != here)
+        self.api.migrate_volume(self.cloud.admin, vol,
+                                "%s@%s#%s" % (harness.HOST, there, there),
+                                None, True, False)
+        vol = self.cloud.wait_for(
+            lambda: self.api.get(self.cloud.admin, vol.id),
+            lambda v: v.migration_status in ("success", "error"),
+            "the migration")
+        self.assertEqual("success", vol.migration_status)
+        self.assertEqual(there, vol.host.split("@")[1].split("#")[0])
+        return vol
+
     def delete_snapshot(self, snap):
         """Delete ``snap`` and wait until it is gone.
 
@@ -381,17 +396,7 @@ class TestMigration(RealCinderTestCase):
         # An original (never resigned) SR: after the migration its LUN has
         # a new target, so Nova's computed uuid no longer names its VG.
         src, _ = self.lvhd_source()
-        here = src.host.split("@")[1].split("#")[0]
-        there = next(name for name in harness.BACKENDS if name != here)
-        self.api.migrate_volume(self.cloud.admin, src,
-                                "%s@%s#%s" % (harness.HOST, there, there),
-                                None, True, False)
-        vol = self.cloud.wait_for(
-            lambda: self.api.get(self.cloud.admin, src.id),
-            lambda v: v.migration_status in ("success", "error"),
-            "the migration")
-        self.assertEqual("success", vol.migration_status)
-        self.assertEqual(there, vol.host.split("@")[1].split("#")[0])
+        vol = self.migrate_to_other_backend(src)
         self.assertEqual(SR_UUID, sr_mod.inspect_path(self.lun(vol)).sr_uuid)
         self.assertNotEqual(SR_UUID, self.expected_sr_uuid(vol))
         self.assertEqual(SR_UUID, self.published_to_user(vol)["sr_uuid"])
