@@ -32,6 +32,7 @@ from oslo_log import log as logging
 from nova_xenapi_resign.simulator import db as dbmod
 from nova_xenapi_resign.simulator import errors
 from nova_xenapi_resign.simulator.errors import XapiError
+from nova_xenapi_resign.simulator import lease
 from nova_xenapi_resign.simulator import migration
 from nova_xenapi_resign.simulator import sm
 from nova_xenapi_resign.simulator import storage
@@ -59,6 +60,9 @@ DEFAULT_SETTINGS = {
     "platform_version": "2.2.0",
     # Give every host a local "ext" SR; the master's is the pool default SR.
     "local_sr": True,
+    # Seconds this pool's hosts' wall clocks are ahead of this machine's
+    # (host.get_servertime, the lease records' operator time).
+    "clock_offset": 0.0,
 }
 
 _CLASS_BY_LOWER = {c.lower(): c for c in dbmod.CLASSES}
@@ -121,6 +125,7 @@ class Pool(object):
         storage.register(self)
         vm.register(self)
         migration.register(self)
+        lease.register(self)
         self._bootstrap(hosts)
         with _REGISTRY_LOCK:
             self.registry[self.pool_id] = self
@@ -255,7 +260,11 @@ class Pool(object):
                 self.check_session(session)
         if is_async:
             return self._start_task(inner, method, params)
-        return self._invoke(method, params, login)
+        value = self._invoke(method, params, login)
+        if inner.startswith(lease.CHECKED_PREFIXES):
+            with self.lock:
+                lease.check_hazards(self)
+        return value
 
     def _invoke(self, method, params, login=False):
         args = [None] + params if login else params
@@ -428,9 +437,14 @@ def _call_plugin(pool, session, host, plugin, fn, args):
             for k, v in args.items()):
         raise errors.field_type_error("args")
     name = plugin[:-3] if plugin.endswith(".py") else plugin
-    if name not in _PLUGINS:
+    if name == lease.NAME:
+        serialized, functions = False, lease.functions(pool, host)
+    elif name in _PLUGINS:
+        serialized, functions = _PLUGINS[name]
+    else:
+        functions = None
+    if functions is None:
         raise errors.xenapi_missing_plugin(plugin)
-    serialized, functions = _PLUGINS[name]
     func = functions.get(fn)
     if func is None:
         raise errors.unknown_xenapi_plugin_function(fn)
