@@ -169,6 +169,9 @@ class ResignState(object):
         self.source_leases: dict[str, tuple[list, Any]] = {}
         # Destination: instance uuid -> the leases it is to take.
         self.dest_leases: dict[str, list] = {}
+        # Source: instance uuid -> its leases, from
+        # check_can_live_migrate_source to live_migration.
+        self.planned_leases: dict[str, list] = {}
 
     def options(self) -> tuple[str, str | None, Any, bool]:
         group = self.conf.xenapi_resign
@@ -368,14 +371,15 @@ class ResignDriverMixin(object):
         volume_map = live_migration.build_volume_sr_uuid_map(
             self._session, _with_str_volume_ids(block_device_info), style,
             host, port)
-        self._resign_check_leases(instance, result, block_device_info)
         with state.lock:
             state.source_maps[_instance_uuid(instance)] = volume_map
+            state.planned_leases[_instance_uuid(instance)] = (
+                volume_lease.leases_of(block_device_info))
         LOG.debug("Source volume SRs for live migration: %s", volume_map)
         return self._resign_with_map(result, volume_map)
 
     def _resign_check_leases(self, instance: Any, migrate_data: Any,
-                             block_device_info: Any) -> None:
+                             leases: list) -> None:
         """The lease pre-check of a cross-pool migration (volume_lease).
 
         Takes the destination's lease offer out of ``migrate_send_data``
@@ -383,7 +387,7 @@ class ResignDriverMixin(object):
         forgets SRs plugged here without the lease, then refuses unless
         this pool holds every LVHD volume's lease, the SR is the VM's
         alone and the clocks agree (``max_clock_skew``, unless the operator
-        set ``ignore_clock_skew``).
+        set ``ignore_clock_skew``).  No XAPI call without LVHD volumes.
         """
         state = self._resign_state
         send = dict(_field(migrate_data, "migrate_send_data", None) or {})
@@ -391,8 +395,7 @@ class ResignDriverMixin(object):
                  if k in send}
         if offer:
             migrate_data.migrate_send_data = send
-        leases = volume_lease.leases_of(block_device_info)
-        if not leases or not _field(migrate_data, "block_migration"):
+        if not leases:
             return
         volume_lease.report_stale(state.leases, state.renewer)
         group = self._nova_conf.xenapi_resign
@@ -412,6 +415,7 @@ class ResignDriverMixin(object):
         state = self._resign_state
         with state.lock:
             remembered = state.source_maps.pop(_instance_uuid(instance), None)
+            leases = state.planned_leases.pop(_instance_uuid(instance), [])
         checked = None
 
         def recover(ctxt, inst, dest_host, data):
@@ -423,6 +427,7 @@ class ResignDriverMixin(object):
             try:
                 checked = self._resign_check_source(instance, migrate_data,
                                                     remembered)
+                self._resign_check_leases(instance, migrate_data, leases)
             except Exception as exc:
                 # Nova's live_migrate: any failure runs recover_method
                 # (_rollback_live_migration) and is re-raised.
@@ -511,22 +516,6 @@ class ResignDriverMixin(object):
 
     # --- destination ------------------------------------------------------
 
-    def check_can_live_migrate_destination(self, context, instance,
-                                           src_compute_info, dst_compute_info,
-                                           block_migration=False,
-                                           disk_over_commit=False):
-        result = super().check_can_live_migrate_destination(
-            context, instance, src_compute_info, dst_compute_info,
-            block_migration, disk_over_commit)
-        send = _field(result, "migrate_send_data", None)
-        if send:
-            # Who will take the LVHD volume leases, and its clock, for the
-            # source's pre-check (which takes these keys out again).
-            result.migrate_send_data = dict(
-                send, **volume_lease.destination_offer(
-                    self._resign_state.leases))
-        return result
-
     def pre_live_migration(self, context, instance, block_device_info,
                            network_info, disk_info, migrate_data):
         state = self._resign_state
@@ -548,6 +537,12 @@ class ResignDriverMixin(object):
             with state.lock:
                 state.dest_state[uuid] = introduced
                 state.dest_leases[uuid] = volume_lease.leases_of(injected)
+        send = _field(result, "migrate_send_data", None)
+        if send and state.dest_leases[uuid]:
+            # Who takes the LVHD volumes' leases, and its clock, for the
+            # source's pre-check (which takes these keys out again).
+            result.migrate_send_data = dict(
+                send, **volume_lease.destination_offer(state.leases))
         LOG.debug("pre_live_migration: SRs %s, introduced %s",
                   sorted(_field(result, "sr_uuid_map", {}) or {}),
                   sorted(introduced))

@@ -104,8 +104,11 @@ def owner_of(latest: Mapping[str, Any] | None) -> rec.Owner | None:
 # --- SM's switches -----------------------------------------------------------
 
 def _set_key(session: Any, cls: str, ref: str, key: str, value: str) -> None:
-    session.call_xenapi("%s.remove_from_other_config" % cls, ref, key)
-    session.call_xenapi("%s.add_to_other_config" % cls, ref, key, value)
+    """Set one other_config key in one write (never removed meanwhile)."""
+    config = dict(session.call_xenapi("%s.get_other_config" % cls, ref))
+    if config.get(key) != value:
+        config[key] = value
+        session.call_xenapi("%s.set_other_config" % cls, ref, config)
 
 
 def hold_off_gc(session: Any, sr_ref: str) -> None:
@@ -374,10 +377,13 @@ def check_source(client: LeaseClient, renewer: Renewer, vm_ref: str,
             raise _refuse(lease, "another live migration of a VM on this SR "
                           "is under way", "Migrate one VM at a time.")
         holder = owner_of(client.read(lease))
-        if holder != me:
-            raise _refuse(lease, "this pool (%s) does not hold the SR's "
-                          "lease (holder: %s)" % (me, holder or "nobody"),
-                          "Re-attach the volume here first.")
+        if holder != me or not renewer.holds(lease.sr_uuid):
+            raise _refuse(lease, "this host (%s) does not hold the SR's "
+                          "lease (on the LUN: %s%s)" % (
+                              me, holder or "nobody",
+                              "" if renewer.holds(lease.sr_uuid) else
+                              "; this host renews it no longer"),
+                          "Detach and re-attach the volume here first.")
         others = _shared_with(client.session, vm_ref, lease.sr_uuid)
         if others:
             raise _refuse(lease, "the SR is used by other VMs too (%s)"
