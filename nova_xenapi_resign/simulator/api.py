@@ -191,7 +191,9 @@ class Pool(object):
         reg("session.logout", _logout, 0)
         reg("session.local_logout", _logout, 0)
         reg("session.get_this_host", _get_this_host, 1)
-        reg("host.call_plugin", _call_plugin, 4)
+        # Unlocked, as XAPI runs plugins: a lease acquire waits D + T in
+        # dom0 while the pool goes on (the plugins lock what they touch).
+        reg("host.call_plugin", _call_plugin, 4, locked=False)
         reg("task.create", _task_create, 2)
         reg("task.destroy", _task_destroy, 1)
         reg("task.cancel", _task_cancel, 1)
@@ -431,7 +433,8 @@ def _call_plugin(pool, session, host, plugin, fn, args):
     [fn, class, message]`` for an exception, ``UNKNOWN_XENAPI_PLUGIN_FUNCTION
     [fn]``; a plugin not installed is ``XENAPI_MISSING_PLUGIN [name]``.
     """
-    pool.db.raw("host", host)
+    with pool.lock:
+        pool.db.raw("host", host)
     if not isinstance(args, dict) or not all(
             isinstance(k, str) and isinstance(v, str)
             for k, v in args.items()):
@@ -482,12 +485,14 @@ def _py2_pickle(value):
 
 
 def _get_version(pool):
-    return pool.settings["plugin_version"]
+    with pool.lock:
+        return pool.settings["plugin_version"]
 
 
 def _config_get(pool, args):
     """os-xenapi's config_file.get_val: the xapi.conf value, else ""."""
-    value = pool.settings.get(args["key"])
+    with pool.lock:
+        value = pool.settings.get(args["key"])
     if value is None:
         return ""
     if isinstance(value, bool):

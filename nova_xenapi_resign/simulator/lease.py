@@ -25,6 +25,9 @@ not ``false``) while the record on the LUN is not held by that pool.  Two
 pools with the SR plugged and writable is always one of these (at most one
 holds the lease).  The check runs after every ``SR.*``, ``PBD.*`` and lease
 plugin call, in every pool that has the SR.
+
+``host.call_plugin`` runs without the pool lock, as XAPI runs plugins
+concurrently: while one host's acquire waits, the pool goes on.
 """
 
 from __future__ import annotations
@@ -241,7 +244,8 @@ def check_hazards(pool) -> None:
 def check_everywhere(pool) -> None:
     """:func:`check_hazards` in every pool of ``pool``'s registry."""
     for other in list(pool.registry.values()):
-        check_hazards(other)
+        with other.lock:
+            check_hazards(other)
 
 
 def register(pool) -> None:
