@@ -113,6 +113,16 @@ class LeaseTestCase(LvhdVolumeTestCase):
             return exc
         self.fail("the migration was not refused")
 
+    def take_over(self, index, driver, bdm):
+        """Pool ``index`` takes the lease: only after D + T by its clock."""
+        before = self.clock(index).monotonic()
+        driver._resign_state.leases.acquire(volume_lease.lease_for_connection(
+            bdm["connection_info"]["data"]))
+        self.assertGreaterEqual(self.clock(index).monotonic() - before,
+                                TIMING.takeover_wait)
+        self.assert_owner(index)
+        self.assert_no_hazard()
+
     def kill_host(self, index):
         """The pool's only host dies: no SM runs there any more."""
         pool = self.pools.sim.pools[index]
@@ -224,14 +234,7 @@ class TestMigration(LeaseTestCase):
         self.assert_no_hazard()
         # Anyone else (here the source's host) takes it only after D + T
         # of silence by its own clock.
-        client = self.source._resign_state.leases
-        before = self.clock(0).monotonic()
-        client.acquire(volume_lease.lease_for_connection(
-            bdm["connection_info"]["data"]))
-        self.assertGreaterEqual(self.clock(0).monotonic() - before,
-                                TIMING.takeover_wait)
-        self.assert_owner(0)
-        self.assert_no_hazard()
+        self.take_over(0, self.source, bdm)
 
     def test_source_killed_after_migrate_send(self):
         instance, vm_uuid, bdm, sr_uuid = self.booted()
@@ -331,17 +334,10 @@ class TestRefusals(LeaseTestCase):
         self.assertIsInstance(exc, exception.LiveMigrationPreCheckError)
         self.assertIn("renews it no longer", str(exc))
         # Another pool takes it only after D + T of silence by its clock.
-        client = self.dest._resign_state.leases
         params = dict(self.device_config(0, sr_uuid), sr_type="lvmoiscsi")
         volume_utils.introduce_sr(self.dest._session, sr_uuid, "volume",
                                   params, hold_gc=True)
-        before = self.clock(1).monotonic()
-        client.acquire(volume_lease.lease_for_connection(
-            bdm["connection_info"]["data"]))
-        self.assertGreaterEqual(self.clock(1).monotonic() - before,
-                                TIMING.takeover_wait)
-        self.assert_owner(1)
-        self.assert_no_hazard()
+        self.take_over(1, self.dest, bdm)
 
     def test_clock_skew_refused_then_overridden(self):
         instance, vm_uuid, bdm, sr_uuid = self.booted()
