@@ -84,7 +84,13 @@ def lease_for_connection(data: Mapping[str, Any]) -> VolumeLease | None:
 
 def leases_of(block_device_info: Mapping[str, Any] | None
               ) -> list[VolumeLease]:
-    """The leases of every LVHD volume of ``block_device_info``, once each."""
+    """The leases of every LVHD volume of ``block_device_info``, once each.
+
+    Anything but a mapping (Nova's own unit tests pass placeholders) has
+    none.
+    """
+    if not isinstance(block_device_info, Mapping):
+        return []
     found: dict[str, VolumeLease] = {}
     for bdm in live_migration.block_device_mappings(block_device_info):
         data = (bdm.get("connection_info") or {}).get("data") or {}

@@ -113,3 +113,5 @@ class TestConnectionData(base.TestCase):
             {"connection_info": {"data": dict(data)}},
             {"connection_info": {"data": {"target_iqn": "x"}}}]}
         self.assertEqual([A], volume_lease.leases_of(bdi))
+        for nothing in (None, {}, "bdi"):
+            self.assertEqual([], volume_lease.leases_of(nothing))
