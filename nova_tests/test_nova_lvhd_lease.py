@@ -203,6 +203,9 @@ class TestMigration(LeaseTestCase):
 
         self.assertEqual([("forgotten", False),
                           ("handed over", False, self.owner(1))], steps)
+        # The destination's offer never reached XAPI's VM.migrate_send.
+        self.assertEqual(set(), set(volume_lease.DEST_KEYS)
+                         & set(data.migrate_send_data))
         self.assert_owner(1)
         self.assertEqual(2, self.on_lun().generation)
         config, vdis = self.other_config(1, sr_uuid)
