@@ -221,8 +221,12 @@ class NovaPools(fixtures.Fixture):
         mark("live_migration")
 
         def post(context, inst, host, block_migration, migrate_data):
+            # The compute manager's _post_live_migration: the source's
+            # post, then the destination's over RPC.
             self.calls.append("post")
             source.post_live_migration(context, inst, info, migrate_data)
+            dest.post_live_migration_at_destination(context, inst, [],
+                                                    block_migration, info)
 
         def recover(context, inst, host, migrate_data):
             self.calls.append("recover")

@@ -81,6 +81,7 @@ class Demo(object):
         self.a = self.b = None      # Nova-like sessions on pool A and B
         self.ctx: dict = {}
         self._stack = contextlib.ExitStack()
+        self._lease_hosts: dict = {}
 
     # --- bookkeeping ---------------------------------------------------
 
@@ -327,11 +328,30 @@ class Demo(object):
         return wrapper.initialize_connection(
             volume, {"host": "compute-a", "initiator": "iqn.demo:a"})["data"]
 
+    def _leases(self, session):
+        """The extension's lease client and renewer of a pool's host."""
+        from nova_xenapi_resign.lease import protocol
+        from nova_xenapi_resign.xenapi import volume_lease
+        if id(session) not in self._lease_hosts:
+            client = volume_lease.LeaseClient(session,
+                                              protocol.DEFAULT_TIMING)
+            self._lease_hosts[id(session)] = (client,
+                                              volume_lease.Renewer(client))
+        return self._lease_hosts[id(session)]
+
     def _attach_published(self, vm: str, data: dict, userdevice: str):
-        """Nova's attach of a volume: its SR, then ``vdi_uuid``, a VBD."""
+        """The extension's attach of a volume: SR, ``vdi_uuid``, a VBD.
+
+        The lease of an LVHD volume's SR is taken before sm's GC may run.
+        """
+        from nova_xenapi_resign.xenapi import volume_lease
         from nova_xenapi_resign.xenapi import volume_utils
         x = self.a.xenapi
-        sr, sr_uuid, _ = volume_utils.connect_volume_sr(self.a, data)
+        lease = volume_lease.lease_for_connection(data)
+        sr, sr_uuid, _ = volume_utils.connect_volume_sr(
+            self.a, data, hold_gc=lease is not None)
+        if lease is not None:
+            volume_lease.take(*self._leases(self.a), lease, sr)
         vdi = x.VDI.get_by_uuid(data["vdi_uuid"])
         self._plug_vbd(x, vm, vdi, userdevice)
         return sr_uuid, x.SR.get_type(sr), x.VDI.get_uuid(vdi)
@@ -399,17 +419,24 @@ class Demo(object):
 
     def step_live_migrate_mixed_volumes(self):
         from nova_xenapi_resign.xenapi import live_migration as lm
+        from nova_xenapi_resign.xenapi import volume_lease
         from nova_xenapi_resign.xenapi import volume_utils
         a, b = self.a, self.b
         bdi = self._volume_bdi()
         # Source, check_can_live_migrate_source: which SR each volume uses.
         vmap = lm.build_volume_sr_uuid_map(a, bdi, "auto")
-        # Destination, pre_live_migration: connect under the source's uuid.
+        # Destination, pre_live_migration: connect under the source's uuid;
+        # an LVHD SR with sm's GC and leaf-coalesce held off (the source
+        # holds its lease).
         dest_bdi = lm.inject_source_sr_uuids(bdi, vmap)
         sr_uuid_map = {}
         for bdm in dest_bdi["block_device_mapping"]:
+            data = bdm["connection_info"]["data"]
+            lease = volume_lease.lease_for_connection(data)
             sr, sr_uuid, _ = volume_utils.connect_volume_sr(
-                b, bdm["connection_info"]["data"])
+                b, data, hold_gc=lease is not None)
+            if lease is not None:
+                volume_lease.hold_off_leaf_coalesce(b, sr)
             sr_uuid_map[sr_uuid] = sr
         token = b.xenapi.host.migrate_receive(
             b.host_ref, b.xenapi.network.get_all()[0], {})
@@ -425,18 +452,25 @@ class Demo(object):
                                        {}, {})
         a.xenapi.VM.migrate_send(self.ctx["vm"], token, True, vdi_map, {},
                                  {})
-        # Nova's tidy-up, with the extension's list: the LVHD SR too.
+        # Nova's tidy-up, with the extension's list: the LVHD SR too; then
+        # the source hands the lease over and the destination takes it.
         for sr in checked.srs.values():
             volume_utils.forget_sr(a, sr)
+        leases = volume_lease.leases_of(bdi)
+        volume_lease.hand_over_forgotten(*self._leases(a), leases,
+                                         self._leases(b)[0].me)
+        taken = volume_lease.acquire_at_destination(*self._leases(b), leases)
         moved = [(m["source_sr_uuid"], m["dest_sr_uuid"], m["mirrored"])
                  for m in a.xenapi.debug.get_migrations()]
         on_b = b.xenapi.VM.get_by_name_label("instance-legacy")
         expected = {self.ctx["legacy"], self.ctx["lvhd_data"]["sr_uuid"]}
         ok = (bool(on_b) and set(sr_uuid_map) == expected
               and not any(m[2] for m in moved)
-              and {m[0] for m in moved} == expected)
+              and {m[0] for m in moved} == expected
+              and taken == [self.ctx["lvhd_data"]["sr_uuid"]])
         summary = "VM moved to pool-b; volume SRs %s (raw legacy) and %s " \
-            "(lvmoiscsi) on both sides, none mirrored" % (
+            "(lvmoiscsi) on both sides, none mirrored; the LVHD SR's lease " \
+            "handed over to pool-b" % (
                 self.ctx["legacy"], self.ctx["lvhd_data"]["sr_uuid"])
         return ok, summary, {"volume_sr_uuid_map": vmap,
                              "moved": moved}
@@ -445,7 +479,8 @@ class Demo(object):
         hazards = [h for s in (self.a, self.b)
                    for h in s.xenapi.debug.get_hazards()]
         self.ctx["hazards"] = hazards
-        return not hazards, "no LUN was ever mirrored onto itself", {
+        return not hazards, ("no LUN was ever mirrored onto itself, no volume "
+                             "SR plugged writable without its lease"), {
             "hazards": hazards}
 
 

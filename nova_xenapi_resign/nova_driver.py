@@ -77,9 +77,11 @@ from typing import Any
 
 from oslo_log import log as logging
 
+from nova_xenapi_resign.lease import options as lease_options
 from nova_xenapi_resign.objects import migrate_data as md
 from nova_xenapi_resign import sr_naming
 from nova_xenapi_resign.xenapi import live_migration
+from nova_xenapi_resign.xenapi import volume_lease
 from nova_xenapi_resign.xenapi import volume_utils
 
 LOG = logging.getLogger(__name__)
@@ -159,6 +161,17 @@ class ResignState(object):
         self.dest_state: dict[str, set[str]] = {}
         # Source: instance uuid -> volume_sr_uuid_map it computed.
         self.source_maps: dict[str, dict[str, str]] = {}
+        # The on-LUN leases of LVHD volume SRs (volume_lease).
+        self.leases = volume_lease.LeaseClient(
+            session, lease_options.timing(conf))
+        self.renewer = volume_lease.Renewer(self.leases)
+        # Source: instance uuid -> (its leases, the destination's name).
+        self.source_leases: dict[str, tuple[list, Any]] = {}
+        # Destination: instance uuid -> the leases it is to take.
+        self.dest_leases: dict[str, list] = {}
+        # Source: instance uuid -> its leases, from
+        # check_can_live_migrate_source to live_migration.
+        self.planned_leases: dict[str, list] = {}
 
     def options(self) -> tuple[str, str | None, Any, bool]:
         group = self.conf.xenapi_resign
@@ -176,19 +189,54 @@ class ResignVolumeOpsMixin(object):
     _resign_state: ResignState
 
     def _connect_to_volume_provider(self, connection_data, instance_name):
-        """Nova's method, naming the SR per ``sr_naming``."""
+        """Nova's method, naming the SR per ``sr_naming``.
+
+        An LVHD volume's SR is plugged with sm's GC held off; on attach the
+        lease is then taken and the GC let run, while for a migration's
+        destination (inside ``pre_live_migration``) the source still holds
+        it: leaf-coalesce is held off too, until
+        ``post_live_migration_at_destination`` takes the lease.
+        """
         state = self._resign_state
         style, host, port, _ = state.options()
+        data = _with_str_volume_id(connection_data)
+        lease = volume_lease.lease_for_connection(data)
         sr_ref, sr_uuid, introduced = volume_utils.connect_volume_sr(
-            state.session, _with_str_volume_id(connection_data),
-            "Disk-for:%s" % instance_name, style, host, port)
+            state.session, data, "Disk-for:%s" % instance_name, style, host,
+            port, hold_gc=lease is not None)
         LOG.debug("Volume SR %s (%s) %s", sr_uuid,
                   sr_naming.classify(sr_uuid),
                   "introduced" if introduced else "already present")
         collector = state.current("introduced")
         if introduced and collector is not None:
             collector.add(sr_uuid)
+        if lease is not None and introduced:
+            try:
+                if collector is not None:
+                    volume_lease.hold_off_leaf_coalesce(state.session,
+                                                        sr_ref)
+                else:
+                    volume_lease.take(state.leases, state.renewer, lease,
+                                      sr_ref)
+            except Exception:
+                with state.excutils.save_and_reraise_exception():
+                    volume_utils.forget_sr(state.session, sr_ref)
         return sr_ref, sr_uuid
+
+    def _detach_vbds_and_srs(self, vm_ref, vbd_refs):
+        """Nova's method; then the leases of the SRs it forgot go back."""
+        state = self._resign_state
+        held = {}
+        if state.renewer.held:
+            for vbd_ref in vbd_refs:
+                sr_ref = self._session.call_xenapi(
+                    "VDI.get_SR", self._session.call_xenapi("VBD.get_VDI",
+                                                            vbd_ref))
+                held.update({uuid: h.sr_ref for uuid, h in
+                             list(state.renewer.held.items())
+                             if h.sr_ref == sr_ref})
+        super()._detach_vbds_and_srs(vm_ref, vbd_refs)
+        volume_lease.release_forgotten(state.leases, state.renewer, held)
 
 
 class ResignVMOpsMixin(object):
@@ -306,6 +354,14 @@ class ResignDriverMixin(object):
         setattr(migrate_data, md.VOLUME_SR_UUID_MAP, dict(volume_map))
         return migrate_data
 
+    def init_host(self, host):
+        super().init_host(host)
+        self._resign_state.renewer.start()
+
+    def cleanup_host(self, host):
+        self._resign_state.renewer.stop()
+        super().cleanup_host(host)
+
     def check_can_live_migrate_source(self, context, instance,
                                       dest_check_data, block_device_info=None):
         result = super().check_can_live_migrate_source(
@@ -317,8 +373,41 @@ class ResignDriverMixin(object):
             host, port)
         with state.lock:
             state.source_maps[_instance_uuid(instance)] = volume_map
+            state.planned_leases[_instance_uuid(instance)] = (
+                volume_lease.leases_of(block_device_info))
         LOG.debug("Source volume SRs for live migration: %s", volume_map)
         return self._resign_with_map(result, volume_map)
+
+    def _resign_check_leases(self, instance: Any, migrate_data: Any,
+                             leases: list) -> None:
+        """The lease pre-check of a cross-pool migration (volume_lease).
+
+        Takes the destination's lease offer out of ``migrate_send_data``
+        (it never reaches ``VM.migrate_send``), reports and where safe
+        forgets SRs plugged here without the lease, then refuses unless
+        this pool holds every LVHD volume's lease, the SR is the VM's
+        alone and the clocks agree (``max_clock_skew``, unless the operator
+        set ``ignore_clock_skew``).  No XAPI call without LVHD volumes.
+        """
+        state = self._resign_state
+        send = dict(_field(migrate_data, "migrate_send_data", None) or {})
+        offer = {k: send.pop(k) for k in volume_lease.DEST_KEYS
+                 if k in send}
+        if offer:
+            migrate_data.migrate_send_data = send
+        if not leases:
+            return
+        volume_lease.report_stale(state.leases, state.renewer)
+        group = self._nova_conf.xenapi_resign
+        with state.lock:
+            in_flight = {x.sr_uuid for pending, _ in
+                         state.source_leases.values() for x in pending}
+        dest = volume_lease.check_source(
+            state.leases, state.renewer,
+            self._vmops._get_vm_opaque_ref(instance), leases, offer,
+            group.max_clock_skew, group.ignore_clock_skew, in_flight)
+        with state.lock:
+            state.source_leases[_instance_uuid(instance)] = (leases, dest)
 
     def live_migration(self, context, instance, dest, post_method,
                        recover_method, block_migration=False,
@@ -326,25 +415,65 @@ class ResignDriverMixin(object):
         state = self._resign_state
         with state.lock:
             remembered = state.source_maps.pop(_instance_uuid(instance), None)
+            leases = state.planned_leases.pop(_instance_uuid(instance), [])
         checked = None
+
+        def recover(ctxt, inst, dest_host, data):
+            self._resign_rollback_leases(inst)
+            recover_method(ctxt, inst, dest_host, data)
+
         if migrate_data is not None and _field(migrate_data,
                                                "block_migration"):
             try:
                 checked = self._resign_check_source(instance, migrate_data,
                                                     remembered)
+                self._resign_check_leases(instance, migrate_data, leases)
             except Exception as exc:
                 # Nova's live_migrate: any failure runs recover_method
                 # (_rollback_live_migration) and is re-raised.
                 with state.excutils.save_and_reraise_exception():
                     LOG.error("Live migration pre-check failed: %s", exc)
-                    recover_method(context, instance, dest, migrate_data)
+                    recover(context, instance, dest, migrate_data)
         state.local.checked = checked
         try:
             super().live_migration(context, instance, dest, post_method,
-                                   recover_method, block_migration,
-                                   migrate_data)
+                                   recover, block_migration, migrate_data)
         finally:
             state.local.checked = None
+
+    def _resign_rollback_leases(self, instance: Any) -> None:
+        """Source rollback: while the VM is still here, hold its leases."""
+        state = self._resign_state
+        with state.lock:
+            leases, _ = state.source_leases.pop(_instance_uuid(instance),
+                                                ([], None))
+        if not leases:
+            return
+        try:
+            self._vmops._get_vm_opaque_ref(instance)
+        except Exception:
+            LOG.error("Rollback of %s: the VM is no longer on the source; "
+                      "its volume leases stay with the destination",
+                      _instance_uuid(instance))
+            return
+        regained = volume_lease.reacquire_at_source(
+            state.leases, state.renewer, leases)
+        LOG.info("Live migration rollback: source holds the leases of %s "
+                 "(re-acquired: %s)", sorted(x.sr_uuid for x in leases),
+                 regained or "none")
+
+    def post_live_migration(self, context, instance, block_device_info,
+                            migrate_data=None):
+        result = super().post_live_migration(context, instance,
+                                             block_device_info, migrate_data)
+        state = self._resign_state
+        with state.lock:
+            leases, dest = state.source_leases.pop(
+                _instance_uuid(instance), ([], None))
+        if leases:
+            volume_lease.hand_over_forgotten(state.leases, state.renewer,
+                                             leases, dest)
+        return result
 
     def _resign_check_source(self, instance: Any, migrate_data: Any,
                              remembered: dict[str, str] | None
@@ -407,6 +536,13 @@ class ResignDriverMixin(object):
             state.local.introduced = None
             with state.lock:
                 state.dest_state[uuid] = introduced
+                state.dest_leases[uuid] = volume_lease.leases_of(injected)
+        send = _field(result, "migrate_send_data", None)
+        if send and state.dest_leases[uuid]:
+            # Who takes the LVHD volumes' leases, and its clock, for the
+            # source's pre-check (which takes these keys out again).
+            result.migrate_send_data = dict(
+                send, **volume_lease.destination_offer(state.leases))
         LOG.debug("pre_live_migration: SRs %s, introduced %s",
                   sorted(_field(result, "sr_uuid_map", {}) or {}),
                   sorted(introduced))
@@ -420,6 +556,7 @@ class ResignDriverMixin(object):
         state = self._resign_state
         with state.lock:
             introduced = state.dest_state.pop(_instance_uuid(instance), None)
+            state.dest_leases.pop(_instance_uuid(instance), None)
         if introduced is None and migrate_data is None:
             # Nothing known about this migration: Nova's own behaviour.
             return super().rollback_live_migration_at_destination(
@@ -449,6 +586,10 @@ class ResignDriverMixin(object):
         state = self._resign_state
         with state.lock:
             state.dest_state.pop(_instance_uuid(instance), None)
+            leases = state.dest_leases.pop(_instance_uuid(instance), [])
+        if leases:
+            volume_lease.acquire_at_destination(state.leases, state.renewer,
+                                                leases)
         return super().post_live_migration_at_destination(
             context, instance, network_info, block_migration,
             block_device_info)

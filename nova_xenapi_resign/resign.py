@@ -45,6 +45,8 @@ from oslo_log import log as logging
 
 from nova_xenapi_resign import backup as backup_mod
 from nova_xenapi_resign import exception
+from nova_xenapi_resign.lease import locator
+from nova_xenapi_resign.lease import protocol
 from nova_xenapi_resign.lvhd import device as device_mod
 from nova_xenapi_resign.lvhd import lvm
 from nova_xenapi_resign.lvhd import lvm_id
@@ -644,6 +646,10 @@ def plan(insp: Inspection, target_sr_uuid: str,
     writes, vhd_changes = _vhd_writes(insp, target, vdi_map)
     mgt_writes, mgt_changes = _mgt_writes(sr, target, vdi_map)
     writes += mgt_writes
+    if locator.LEASE_LV in sr.vg.lv_names:  # fresh and unowned, time 0:
+        writes += _lv_writes(sr.lv(locator.LEASE_LV), PHASE_CONTENT, 0,
+                             protocol.initial_area(target, wall_clock=float),
+                             "lease")  # planned bytes stay deterministic
     lvm_writes, new_text = _lvm_writes(sr, target, new_pv_id, new_vg_id,
                                        lv_map)
     writes += lvm_writes

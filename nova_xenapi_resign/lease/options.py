@@ -71,6 +71,27 @@ Possible values:
 Related options:
 
 * ``lease_duration``
+* ``ignore_clock_skew``
+"""),
+    cfg.BoolOpt(
+        "ignore_clock_skew",
+        default=False,
+        help="""
+Let cross-pool migrations of LVHD volumes go ahead even when the pools'
+clocks differ by more than ``max_clock_skew``.
+
+An operator's explicit override, for a migration that must happen before
+NTP is fixed: each such migration logs a warning naming both hosts and the
+skew. The lease itself stays safe (it never compares clocks).
+
+Possible values:
+
+* ``False``: refuse (default)
+* ``True``: warn and migrate
+
+Related options:
+
+* ``max_clock_skew``
 """),
 ]
 

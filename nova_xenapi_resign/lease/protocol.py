@@ -248,7 +248,11 @@ class DeltaLease:
         return self.release(next_owner=destination)
 
 
-def initial_record(sr_uuid: str, timing: Timing,
+#: The timing of the defaults of ``lease_duration`` and ``lease_io_timeout``.
+DEFAULT_TIMING = Timing(duration=120.0, io_timeout=10.0)
+
+
+def initial_record(sr_uuid: str, timing: Timing = DEFAULT_TIMING,
                    wall_clock: Callable[[], float] = time.time
                    ) -> rec.LeaseRecord:
     """The record a freshly formatted lease volume starts with (free)."""
@@ -256,3 +260,15 @@ def initial_record(sr_uuid: str, timing: Timing,
         sr_uuid=sr_uuid, state=rec.STATE_FREE, generation=0, counter=0,
         duration_ms=int(round(timing.duration * 1000)),
         written_at_ms=int(wall_clock() * 1000))
+
+
+def initial_area(sr_uuid: str, timing: Timing = DEFAULT_TIMING,
+                 wall_clock: Callable[[], float] = time.time) -> bytes:
+    """The whole lease area of a new (or resignatured) SR: both slots.
+
+    Slot 0 holds a free record of ``sr_uuid``; slot 1 is blank, so any
+    record an earlier owner (or the original of a SAN clone) left there is
+    gone and nobody can mistake it for the newest.
+    """
+    return (rec.slot_bytes(initial_record(sr_uuid, timing, wall_clock))
+            + bytes(rec.SLOT_STRIDE))

@@ -39,6 +39,8 @@ import uuid as uuid_mod
 from typing import Iterable, Sequence
 
 from nova_xenapi_resign import exception
+from nova_xenapi_resign.lease import locator
+from nova_xenapi_resign.lease import protocol
 from nova_xenapi_resign.lvhd import libdm_config
 from nova_xenapi_resign.lvhd import lvm
 from nova_xenapi_resign.lvhd import lvm_id
@@ -57,6 +59,8 @@ DATA_ALIGNMENT = MIB              # lvm2's default data alignment
 DEFAULT_METADATA_SIZE = 10 * MIB  # what SM passes to pvcreate/vgcreate
 DEFAULT_EXTENT_SIZE = 4 * MIB
 MGT_SIZE = 4 * MIB                # LVHDSR._introduceMetaDataVolume
+#: Extents of a volume's lease LV (``lease.locator.LEASE_LV``).
+LEASE_EXTENTS = 1
 DEFAULT_CREATION_HOST = "xenapi-resign"
 #: 2020-01-01T00:00:00Z.  lvm2 treats an LV creation_time of 0 as unset
 #: (and drops creation_time/creation_host when it rewrites the text).
@@ -567,9 +571,15 @@ def _geometry(device_size: int, metadata_size: int,
 
 
 def _allocate(sr_uuid: str, vdis: Sequence[VdiSpec], mgt: bytes,
-              geo: Geometry) -> tuple[LvPlan, ...]:
-    """One LV per VDI after ``MGT``, extents one after another from 0."""
+              geo: Geometry, plain: Sequence[tuple[str, bytes]] = ()
+              ) -> tuple[LvPlan, ...]:
+    """``MGT``, the ``plain`` LVs, one LV per VDI; extents in order from 0.
+
+    A plain LV is one extent (or as many as its contents need) that sm
+    never sees as a VDI: its name has no ``VHD-``/``LV-`` prefix.
+    """
     contents = [(sr_mod.MGT_LV, mgt, MGT_SIZE, False, ())]
+    contents += [(name, data, len(data), False, ()) for name, data in plain]
     for spec in vdis:
         if spec.vdi_type == VDI_TYPE_VHD:
             image = vhd_contents(sr_uuid, spec)
@@ -620,12 +630,15 @@ def plan_format(sr_uuid: str, vdis: Iterable[VdiSpec] = (), *,
                 allocation: str = "thick",
                 creation_host: str = DEFAULT_CREATION_HOST,
                 creation_time: int = DEFAULT_CREATION_TIME,
-                device_hint: str = DEFAULT_DEVICE_HINT) -> FormatPlan:
+                device_hint: str = DEFAULT_DEVICE_HINT,
+                plain_lvs: Sequence[tuple[str, bytes]] = ()) -> FormatPlan:
     """Compute every byte :func:`format_sr` writes, and in which order.
 
-    Pure.  Raises ``InvalidInput`` (or a format error) when anything is
-    wrong: repeated uuids, bad parents, a device too small, a text that
-    does not fit the metadata area.
+    ``plain_lvs`` are ``(name, contents)`` of LVs placed right after
+    ``MGT`` that are no VDI (a volume's lease LV).  Pure.  Raises
+    ``InvalidInput`` (or a format error) when anything is wrong: repeated
+    uuids, bad parents, a device too small, a text that does not fit the
+    metadata area.
     """
     check_sr_uuid(sr_uuid)
     vdis = check_vdis(vdis)
@@ -634,7 +647,8 @@ def plan_format(sr_uuid: str, vdis: Iterable[VdiSpec] = (), *,
     geo = _geometry(device_size, metadata_size, extent_size)
     lvs = _allocate(sr_uuid, vdis, mgt_contents(
         sr_uuid, vdis, name_label=name_label,
-        name_description=name_description, allocation=allocation), geo)
+        name_description=name_description, allocation=allocation), geo,
+        plain_lvs)
     text = metadata_text(sr_uuid, geo, lvs, device_hint=device_hint,
                          creation_host=creation_host,
                          creation_time=creation_time)
@@ -739,24 +753,34 @@ def volume_vdi_size(device_size: int, *,
     """The virtual size of the one VDI filling a LUN of ``device_size``.
 
     The LUN loses the LVM label and metadata area (``pe_start``), the
-    ``MGT`` LV (one extent) and the tail that is not a whole extent; the
+    ``MGT`` LV and the lease LV (one extent each) and the tail that is not
+    a whole extent; the
     VDI's LV gets every other extent.  In that LV, as sm sizes it
     (``lvhdutil.calcSizeVHDLV``), go the VHD metadata for the largest VHD
     (:data:`SM_MAX_VHD_SIZE`) and one :data:`BITMAP_OVERHEAD` per 2 MiB
     block; the rest is whole 2 MiB blocks of data.
     """
-    geo = _geometry(device_size, metadata_size, extent_size)
-    lv_bytes = (geo.pe_count - MGT_SIZE // extent_size) * extent_size
+    lv_bytes = _volume_lv_size(device_size, metadata_size, extent_size)
     room = lv_bytes - vhd_metadata_overhead(SM_MAX_VHD_SIZE)
     block = vhd.DEFAULT_BLOCK_SIZE
     blocks = room // (block + BITMAP_OVERHEAD) if room > 0 else 0
     if blocks <= 0:
         raise _invalid("device of %d bytes is too small for a volume: it "
                        "needs at least %d bytes", device_size,
-                       geo.pe_start + MGT_SIZE + _round_up(
+                       _geometry(device_size, metadata_size,
+                                 extent_size).pe_start
+                       + MGT_SIZE + LEASE_EXTENTS * extent_size + _round_up(
                            vhd_metadata_overhead(SM_MAX_VHD_SIZE) + block
                            + BITMAP_OVERHEAD, extent_size))
     return blocks * block
+
+
+def _volume_lv_size(device_size: int, metadata_size: int,
+                    extent_size: int) -> int:
+    """Bytes of a volume's VDI LV: every extent but MGT's and the lease's."""
+    geo = _geometry(device_size, metadata_size, extent_size)
+    return max(0, geo.pe_count - MGT_SIZE // extent_size
+               - LEASE_EXTENTS) * extent_size
 
 
 def check_volume_sr_uuid(sr_uuid: str) -> None:
@@ -778,28 +802,33 @@ def volume_spec(volume_id: str, name: str, device_size: int, *,
     """The one VHD VDI of a volume: uuid from the id, label the name."""
     if not isinstance(name, str):
         raise _invalid("volume name must be a string, not %r", name)
-    geo = _geometry(device_size, metadata_size, extent_size)
     return VdiSpec(volume_vdi_uuid(volume_id), VDI_TYPE_VHD,
                    volume_vdi_size(device_size, metadata_size=metadata_size,
                                    extent_size=extent_size),
                    name_label=name,
-                   lv_size=(geo.pe_count - MGT_SIZE // extent_size)
-                   * extent_size)
+                   lv_size=_volume_lv_size(device_size, metadata_size,
+                                           extent_size))
 
 
 def plan_volume(sr_uuid: str, volume_id: str, name: str, *,
                 device_size: int, **options) -> FormatPlan:
     """:func:`plan_format` of a LUN as one volume (VDI-per-LUN).
 
-    One VHD VDI filling the LUN (:func:`volume_spec`), the SR labelled
-    with the volume's name too; ``options`` are :func:`plan_format`'s.
+    One VHD VDI filling the LUN (:func:`volume_spec`) and the lease LV
+    (:data:`~nova_xenapi_resign.lease.locator.LEASE_LV`, one extent) with a
+    free lease record, the SR labelled with the volume's name too;
+    ``options`` are :func:`plan_format`'s.  The record's operator time is
+    the format's ``creation_time``, so the plan stays deterministic.
     """
     check_volume_sr_uuid(sr_uuid)
     sizes = {k: options[k] for k in ("metadata_size", "extent_size")
              if k in options}
     spec = volume_spec(volume_id, name, device_size, **sizes)
+    created = options.get("creation_time", DEFAULT_CREATION_TIME)
+    lease = protocol.initial_area(sr_uuid, wall_clock=lambda: created)
     return plan_format(sr_uuid, (spec,), device_size=device_size,
-                       name_label=options.pop("name_label", name), **options)
+                       name_label=options.pop("name_label", name),
+                       plain_lvs=((locator.LEASE_LV, lease),), **options)
 
 
 def format_volume(dev, sr_uuid: str, volume_id: str, name: str,

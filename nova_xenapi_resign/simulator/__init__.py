@@ -17,6 +17,9 @@ Modules:
 ``vm``         VBD/VM/VIF/network semantics.
 ``migration``  host.migrate_receive, VM.assert_can_migrate,
                VM.migrate_send (XAPI's storage-motion rule, hazards).
+``lease``      the dom0 lease plugin run per host (own /run, virtual
+               monotonic clock, LUNs by SCSI id), host.get_servertime with
+               ``clock_offset``, lease hazards.
 ``server``     threaded XML-RPC servers; ``serve(san_dir, pools)``.
 ``fixture``    :class:`fixture.SimulatorFixture` for tests.
 """

@@ -32,6 +32,7 @@ from oslo_log import log as logging
 from nova_xenapi_resign.simulator import db as dbmod
 from nova_xenapi_resign.simulator import errors
 from nova_xenapi_resign.simulator.errors import XapiError
+from nova_xenapi_resign.simulator import lease
 from nova_xenapi_resign.simulator import migration
 from nova_xenapi_resign.simulator import sm
 from nova_xenapi_resign.simulator import storage
@@ -59,6 +60,9 @@ DEFAULT_SETTINGS = {
     "platform_version": "2.2.0",
     # Give every host a local "ext" SR; the master's is the pool default SR.
     "local_sr": True,
+    # Seconds this pool's hosts' wall clocks are ahead of this machine's
+    # (host.get_servertime, the lease records' operator time).
+    "clock_offset": 0.0,
 }
 
 _CLASS_BY_LOWER = {c.lower(): c for c in dbmod.CLASSES}
@@ -121,6 +125,7 @@ class Pool(object):
         storage.register(self)
         vm.register(self)
         migration.register(self)
+        lease.register(self)
         self._bootstrap(hosts)
         with _REGISTRY_LOCK:
             self.registry[self.pool_id] = self
@@ -186,7 +191,9 @@ class Pool(object):
         reg("session.logout", _logout, 0)
         reg("session.local_logout", _logout, 0)
         reg("session.get_this_host", _get_this_host, 1)
-        reg("host.call_plugin", _call_plugin, 4)
+        # Unlocked, as XAPI runs plugins: a lease acquire waits D + T in
+        # dom0 while the pool goes on (the plugins lock what they touch).
+        reg("host.call_plugin", _call_plugin, 4, locked=False)
         reg("task.create", _task_create, 2)
         reg("task.destroy", _task_destroy, 1)
         reg("task.cancel", _task_cancel, 1)
@@ -255,7 +262,11 @@ class Pool(object):
                 self.check_session(session)
         if is_async:
             return self._start_task(inner, method, params)
-        return self._invoke(method, params, login)
+        value = self._invoke(method, params, login)
+        if inner.startswith(lease.CHECKED_PREFIXES):
+            with self.lock:
+                lease.check_hazards(self)
+        return value
 
     def _invoke(self, method, params, login=False):
         args = [None] + params if login else params
@@ -422,15 +433,21 @@ def _call_plugin(pool, session, host, plugin, fn, args):
     [fn, class, message]`` for an exception, ``UNKNOWN_XENAPI_PLUGIN_FUNCTION
     [fn]``; a plugin not installed is ``XENAPI_MISSING_PLUGIN [name]``.
     """
-    pool.db.raw("host", host)
+    with pool.lock:
+        pool.db.raw("host", host)
     if not isinstance(args, dict) or not all(
             isinstance(k, str) and isinstance(v, str)
             for k, v in args.items()):
         raise errors.field_type_error("args")
     name = plugin[:-3] if plugin.endswith(".py") else plugin
-    if name not in _PLUGINS:
+    if name == lease.NAME:
+        serialized, functions = False, lease.functions(pool, host)
+    elif name in _PLUGINS:
+        serialized, functions = _PLUGINS[name]
+    else:
+        functions = None
+    if functions is None:
         raise errors.xenapi_missing_plugin(plugin)
-    serialized, functions = _PLUGINS[name]
     func = functions.get(fn)
     if func is None:
         raise errors.unknown_xenapi_plugin_function(fn)
@@ -468,12 +485,14 @@ def _py2_pickle(value):
 
 
 def _get_version(pool):
-    return pool.settings["plugin_version"]
+    with pool.lock:
+        return pool.settings["plugin_version"]
 
 
 def _config_get(pool, args):
     """os-xenapi's config_file.get_val: the xapi.conf value, else ""."""
-    value = pool.settings.get(args["key"])
+    with pool.lock:
+        value = pool.settings.get(args["key"])
     if value is None:
         return ""
     if isinstance(value, bool):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from nova_xenapi_resign.simulator import db as dbmod
 from nova_xenapi_resign.simulator import errors
+from nova_xenapi_resign.simulator import lease
 from nova_xenapi_resign.simulator import sm
 
 NULL_REF = dbmod.NULL_REF
@@ -151,6 +152,7 @@ def pbd_plug(pool, session, pbd):
     sr_type = db.get("SR", sr, "type")
     sm.backend(sr_type).plug(pool, sr, dict(rec["device_config"]))
     rec["currently_attached"] = True
+    lease.note_plug(pool, rec)
     return ""
 
 

@@ -212,7 +212,7 @@ def requires_backend_kind(product_version: Any) -> bool:
 
 
 def introduce_sr(session: Any, sr_uuid: str, label: str,
-                 params: Mapping[str, Any]) -> str:
+                 params: Mapping[str, Any], hold_gc: bool = False) -> str:
     """Introduce, connect and scan an SR; return its ref.
 
     As Nova: ``SR.introduce(uuid, label, description, type, '', False,
@@ -221,7 +221,9 @@ def introduce_sr(session: Any, sr_uuid: str, label: str,
     ``id``, ``sr_type`` (default ``iscsi``) and ``name_description`` are
     taken out of the device-config.  If anything after the introduce fails
     the SR is forgotten again and the original error re-raised.  ``params``
-    is not modified.
+    is not modified.  With ``hold_gc`` the SR gets ``other_config:gc=false``
+    before it is plugged, so sm's garbage collector never runs on it here
+    until the caller lets it (an LVHD volume whose lease is not ours yet).
     """
     device_config = {k: v for k, v in params.items() if v is not None}
     device_config.pop("id", None)
@@ -236,6 +238,9 @@ def introduce_sr(session: Any, sr_uuid: str, label: str,
     sr_ref = session.call_xenapi("SR.introduce", sr_uuid, label, sr_desc,
                                  sr_type, "", False, device_config)
     try:
+        if hold_gc:
+            session.call_xenapi("SR.add_to_other_config", sr_ref, "gc",
+                                "false")
         pbd_ref = session.call_xenapi(
             "PBD.create", {"host": session.host_ref, "SR": sr_ref,
                            "device_config": device_config})
@@ -301,12 +306,13 @@ def connect_volume_sr(session: Any, connection_data: Mapping[str, Any],
                       description: str = "",
                       style: str = sr_naming.STYLE_AUTO,
                       default_host: str | None = None,
-                      default_port: str | int = sr_naming.DEFAULT_PORT
-                      ) -> tuple[str, str, bool]:
+                      default_port: str | int = sr_naming.DEFAULT_PORT,
+                      hold_gc: bool = False) -> tuple[str, str, bool]:
     """Find or introduce the SR of a volume: ``(sr_ref, sr_uuid, introduced)``.
 
     Nova's ``VolumeOps._connect_to_volume_provider`` with the naming of
-    :func:`choose_sr_uuid` and the fixed :func:`parse_sr_info`.
+    :func:`choose_sr_uuid` and the fixed :func:`parse_sr_info`;
+    ``hold_gc`` is :func:`introduce_sr`'s.
     """
     sr_uuid, sr_ref = choose_sr_uuid(session, connection_data, style,
                                      default_host, default_port)
@@ -318,7 +324,8 @@ def connect_volume_sr(session: Any, connection_data: Mapping[str, Any],
         sr_ref = find_sr_by_uuid(session, sr_uuid)
     if sr_ref is not None:
         return sr_ref, sr_uuid, False
-    return introduce_sr(session, sr_uuid, label, params), sr_uuid, True
+    return (introduce_sr(session, sr_uuid, label, params, hold_gc),
+            sr_uuid, True)
 
 
 #: The SM failure of an lvmoiscsi call without ``SCSIid`` (xapi-project/sm

@@ -8,16 +8,19 @@ the project's inspect reads it back.
 The sizes of a 64 MiB LUN, worked out by hand from lvm2's and sm's rules
 (README "VDI-per-LUN volumes"): the label and 10 MiB metadata area end at
 pe_start = 11 MiB; (64 - 11) // 4 = 13 extents of 4 MiB; MGT takes one,
-the VDI's LV the other 12 (48 MiB).  sm reserves the VHD metadata of its
-largest VHD in it (4321280 bytes, ``vhdutil.calcOverheadEmpty(2093050
-MiB)``) and 4 KiB of bitmap per 2 MiB block: (48 MiB - 4321280) //
-(2 MiB + 4 KiB) = 21 blocks, a 42 MiB VDI.
+the lease LV ``xenapi_resign_lease`` one, the VDI's LV the other 11 (44
+MiB).  sm reserves the VHD metadata of its largest VHD in it (4321280
+bytes, ``vhdutil.calcOverheadEmpty(2093050 MiB)``) and 4 KiB of bitmap per
+2 MiB block: (44 MiB - 4321280) // (2 MiB + 4 KiB) = 19 blocks, a 38 MiB
+VDI.
 """
 
 import json
 import os
 
 from nova_xenapi_resign import exception
+from nova_xenapi_resign.lease import locator
+from nova_xenapi_resign.lease import record
 from nova_xenapi_resign.lvhd import create
 from nova_xenapi_resign.lvhd import device
 from nova_xenapi_resign.lvhd import sr
@@ -33,8 +36,8 @@ VOLUME = "c0ffee00-1111-4222-8333-444455556666"
 #: uuid module from the namespace README documents.
 VDI = "39e4e0e0-33b9-5f37-824d-4c829819e249"
 LUN_SIZE = 64 * MIB
-VDI_SIZE = 42 * MIB
-LV_SIZE = 48 * MIB
+VDI_SIZE = 38 * MIB
+LV_SIZE = 44 * MIB
 
 
 class FormatVolumeRealToolsTest(base.FunctionalTestCase):
@@ -76,9 +79,23 @@ class FormatVolumeRealToolsTest(base.FunctionalTestCase):
         assert_matches_lvs(self, lvm_, model)
         sizes = {r["lv_name"]: int(r["lv_size"]) for r in lvm_.report(
             "lvs", "lv_name,lv_size")}
-        self.assertEqual({"MGT": 4 * MIB, "VHD-" + VDI: LV_SIZE}, sizes)
+        self.assertEqual({"MGT": 4 * MIB, "xenapi_resign_lease": 4 * MIB,
+                          "VHD-" + VDI: LV_SIZE}, sizes)
         self.assertEqual("0", lvm_.report("vgs", "vg_free_count")[0]
                          ["vg_free_count"])
+        # The lease LV is extent 1 (lvm2's own report), where the locator
+        # finds it and reads a free record of this SR.
+        ranges = {r["lv_name"]: r["seg_pe_ranges"] for r in lvm_.report(
+            "lvs", "lv_name,seg_pe_ranges")}
+        self.assertTrue(ranges["xenapi_resign_lease"].endswith(":1-1"),
+                        ranges)
+        with device.open_device(self.path) as dev:
+            where = locator.locate(dev)
+            snap = record.snapshot(locator.DeviceStore(dev, where)
+                                   .read_slots())
+        self.assertEqual(11 * MIB + 4 * MIB, where.offset)
+        self.assertEqual((SR, "free"), (snap.latest.sr_uuid,
+                                        snap.latest.state_name))
 
         head = self.vhd_head(model)
         info = vhdiinfo(head)

@@ -40,7 +40,8 @@ class TestOptions(base.TestCase):
         self.assertEqual(
             {"sr_naming", "resignature_duplicate_srs",
              "require_relaxed_xsm_sr_check", "backup_dir",
-             "lease_duration", "lease_io_timeout", "max_clock_skew"},
+             "lease_duration", "lease_io_timeout", "max_clock_skew",
+             "ignore_clock_skew"},
             {o.name for o in opts})
 
     def test_help_has_possible_values(self):

@@ -5,6 +5,7 @@ import hashlib
 import os
 
 from nova_xenapi_resign import exception
+from nova_xenapi_resign.lease import record
 from nova_xenapi_resign.lvhd import create
 from nova_xenapi_resign.lvhd import device
 from nova_xenapi_resign.lvhd import libdm_config
@@ -463,25 +464,46 @@ class TestVolumeFormat(base.TestCase):
                          create.vhd_metadata_overhead(create.SM_MAX_VHD_SIZE))
 
     def test_vdi_sizes(self):
-        # 1 GiB: (1024 - 11) // 4 = 253 extents, 252 for the VDI = 1008
-        # MiB; (1008 MiB - 4321280) // (2 MiB + 4 KiB) = 500 blocks.
-        # 10 GiB: 2557 extents, 2556 * 4 MiB; 5099 blocks.
-        for size, vdi in ((self.GIB, 1000 * MIB), (10 * self.GIB,
-                                                   10198 * MIB)):
+        # 1 GiB: (1024 - 11) // 4 = 253 extents; MGT and the lease LV take
+        # one each, 251 for the VDI = 1004 MiB; (1004 MiB - 4321280) //
+        # (2 MiB + 4 KiB) = 498 blocks = 996 MiB.
+        # 10 GiB: 2557 extents, 2555 * 4 MiB; 5097 blocks = 10194 MiB.
+        for size, vdi in ((self.GIB, 996 * MIB), (10 * self.GIB,
+                                                  10194 * MIB)):
             self.assertEqual(vdi, create.volume_vdi_size(size))
 
     def test_plan_volume(self):
         plan = create.plan_volume(SR, "vol-1", "my volume",
                                   device_size=self.GIB)
-        self.assertEqual(["MGT", 1], [plan.lvs[0].name,
-                                      plan.lvs[0].extent_count])
-        self.assertEqual(252, plan.lvs[1].extent_count)
+        self.assertEqual([("MGT", 0, 1), ("xenapi_resign_lease", 1, 1)],
+                         [(lv.name, lv.start_extent, lv.extent_count)
+                          for lv in plan.lvs[:2]])
+        self.assertEqual((2, 251), (plan.lvs[2].start_extent,
+                                    plan.lvs[2].extent_count))
         self.assertEqual(plan.geometry.pe_count, 253)
         self.assertIn(b"my volume", plan.lvs[0].contents)
         other = create.plan_volume(SR, "vol-2", "v", device_size=self.GIB)
-        self.assertNotEqual(plan.lvs[1].name, other.lvs[1].name)
-        self.assertEqual(plan.lvs[1].name, create.plan_volume(
-            SR, "vol-1", "renamed", device_size=self.GIB).lvs[1].name)
+        self.assertNotEqual(plan.lvs[2].name, other.lvs[2].name)
+        self.assertEqual(plan.lvs[2].name, create.plan_volume(
+            SR, "vol-1", "renamed", device_size=self.GIB).lvs[2].name)
+
+    def test_plan_volume_writes_a_free_lease(self):
+        plan = create.plan_volume(SR, "vol-1", "v", device_size=self.GIB)
+        area = plan.lv("xenapi_resign_lease").contents
+        # Both 4 KiB slots: a record sector, then zeros (lease.rst format).
+        self.assertEqual(8192, len(area))
+        self.assertEqual(b"XRSLEASE", area[:8])
+        self.assertEqual(b"", area[512:].strip(b"\0"))
+        snap = record.snapshot((area[:512], area[4096:4608]))
+        self.assertEqual((SR, "free", 0, 0, None),
+                         (snap.latest.sr_uuid, snap.latest.state_name,
+                          snap.latest.generation, snap.latest.counter,
+                          snap.latest.owner))
+        # The operator time is the format's creation time: deterministic.
+        self.assertEqual(create.DEFAULT_CREATION_TIME * 1000,
+                         snap.latest.written_at_ms)
+        data_start = plan.geometry.pe_start + plan.geometry.extent_size
+        self.assertIn((data_start, area), plan.writes)
 
     def test_refusals(self):
         for sr_uuid in ("FA15E-D15C-vol-1", SR.upper(), ""):

@@ -7,6 +7,8 @@ import uuid
 import fixtures
 
 from nova_xenapi_resign import exception
+from nova_xenapi_resign.lease import locator
+from nova_xenapi_resign.lease import record
 from nova_xenapi_resign.lvhd import create
 from nova_xenapi_resign.lvhd import device
 from nova_xenapi_resign.lvhd import lvm
@@ -195,6 +197,33 @@ class TestResign(ResignTestCase):
         result = self.resign(target=other)
         self.assertTrue(result.changed)
         self.assertEqual(other, sr_mod.inspect_path(self.image).sr_uuid)
+
+    def test_a_volume_clone_gets_a_fresh_unowned_lease(self):
+        path = os.path.join(self.tmpdir, "volume.img")
+        with open(path, "wb") as f:
+            f.truncate(64 * MiB)
+        with device.open_device(path, writable=True) as dev:
+            create.format_volume(dev, SR, "vol-1", "v")
+            where = locator.locate(dev)
+            # The original was held by a host when the SAN cloned it.
+            held = record.LeaseRecord(
+                sr_uuid=SR, state=record.STATE_HELD, generation=7, counter=3,
+                duration_ms=120000, written_at_ms=1,
+                owner=record.Owner("pool-a", "host-a"))
+            dev.write(where.offset + record.SLOT_STRIDE,
+                      record.slot_bytes(held))
+        result = self.resign(path)
+        self.assertIn("lease", {w.what for w in result.plan.writes})
+        with device.open_device(path) as dev:
+            where = locator.locate(dev)
+            raw = locator.DeviceStore(dev, where).read_slots()
+        self.assertEqual(TARGET, where.sr_uuid)
+        snap = record.snapshot(raw)
+        self.assertEqual((TARGET, "free", 0, 0, None, None),
+                         (snap.latest.sr_uuid, snap.latest.state_name,
+                          snap.latest.generation, snap.latest.counter,
+                          snap.latest.owner, snap.latest.next_owner))
+        self.assertEqual(b"", raw[1].strip(b"\0"))  # the held copy is gone
 
     def test_legacy_and_non_uuid_targets_refused(self):
         for bad in ("FA15E-D15C-vol-7", TARGET.replace("-", "")):

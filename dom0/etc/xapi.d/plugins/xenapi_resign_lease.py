@@ -384,7 +384,11 @@ def _monotonic_clock():
     return monotonic
 
 
+# The clocks the plugin functions use: module names, so that a simulated
+# host (the project's embedded XAPI) can give each dom0 its own.
 monotonic = _monotonic_clock()
+sleep = time.sleep
+wall_clock = time.time
 
 
 # --- what this host holds ----------------------------------------------------
@@ -601,7 +605,8 @@ def _lease_for(device, args, cached):
         offset = locate(device, sr_uuid)
     return Lease(Store(device, offset), sr_uuid, args.get("pool", ""),
                  args.get("host", ""), float(args.get("duration") or 120.0),
-                 float(args.get("io_timeout") or 10.0), state)
+                 float(args.get("io_timeout") or 10.0), state,
+                 clock=monotonic, sleep=sleep, wall_clock=wall_clock)
 
 
 def _run(args, action, cached=False):
