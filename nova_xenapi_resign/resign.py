@@ -185,7 +185,8 @@ class Inspection:
     ``original`` is the SR as it was before any resignature began: the
     device itself, or - when resuming - the device read through its backup.
     ``regions`` holds the first bytes (footer, header, locators) of every
-    differencing VHD of ``original``, which planning needs.
+    differencing VHD of ``original``, which planning needs: the bytes
+    :func:`~.lvhd.sr.inspect` read and parsed, not a second read.
     """
 
     device: str
@@ -247,13 +248,9 @@ class ResignResult:
 
 # --- inspection ---
 
-def _regions(dev, sr: sr_mod.LvhdSr) -> dict:
-    regions = {}
-    for vdi in sr.vdis:
-        if vdi.parent_uuid is not None and vdi.header_region:
-            regions[vdi.lv_name] = sr_mod.read_lv(
-                dev, sr.lv(vdi.lv_name), 0, vdi.header_region)
-    return regions
+def _regions(sr: sr_mod.LvhdSr) -> dict:
+    return {vdi.lv_name: vdi.region_bytes for vdi in sr.vdis
+            if vdi.parent_uuid is not None and vdi.header_region}
 
 
 def _is_resigned(sr: sr_mod.LvhdSr) -> bool:
@@ -370,7 +367,7 @@ def prove_backup(dev, b: backup_mod.Backup) -> Proof:
             raise refuse("read through the backup its %s is %s, the backup "
                          "recorded %s" % (field, found, expected))
     insp = Inspection(dev.path, dev.size, STATE_ORIGINAL, original, original,
-                      _regions(view, original), b)
+                      _regions(original), b)
     try:
         p = plan(insp, b.target_sr_uuid, Options(journals=b.journals))
     except exception.ResignException as exc:
@@ -413,13 +410,12 @@ def inspect(dev, backup_dir: str | None = None,
         current, error = None, exc
     if current is not None and _is_resigned(current):
         return Inspection(dev.path, dev.size, STATE_RESIGNED, current,
-                          current, _regions(dev, current), None)
+                          current, _regions(current), None)
     proof = _find_proof(dev, backup_dir, target_sr_uuid)
     if proof is not None:
         state = STATE_RESIGNING if proof.changed_sectors else STATE_ORIGINAL
         return Inspection(dev.path, dev.size, state, current,
-                          proof.original, _regions(proof.view,
-                                                   proof.original),
+                          proof.original, _regions(proof.original),
                           proof.backup)
     if current is None:
         raise error
@@ -436,7 +432,7 @@ def inspect(dev, backup_dir: str | None = None,
                 or _interrupted_target(current) is not None):
             state = STATE_RESIGNING
     return Inspection(dev.path, dev.size, state, current, original,
-                      _regions(dev, original), None)
+                      _regions(original), None)
 
 
 def _pending(sr: sr_mod.LvhdSr) -> bool:
@@ -551,8 +547,7 @@ def _vhd_writes(insp: Inspection, target: str, vdi_map: dict
         if vdi.parent_uuid is None:
             continue
         region = insp.regions[vdi.lv_name]
-        found = vhd.parse_lv_start(region, "%s:%s" % (sr.device,
-                                                      vdi.lv_name))
+        found = vdi.start
         old_name = found.header.parent_name
         new_name = naming.lvhd_parent_name(target, vdi_map[vdi.parent_uuid],
                                            raw=vdi.parent_is_raw)

@@ -45,7 +45,7 @@ _LV_KINDS = (
     (KIND_CBTLOG, re.compile(r"^(%s)\.cbtlog$" % UUID_RE)),
 )
 JOURNAL_TAG = "journaler"
-_VHD_FIRST_READ = 8192
+_VHD_FIRST_READ = 4096
 HIDDEN_TAG = "hidden"
 
 
@@ -128,6 +128,10 @@ class VdiInfo:
     managed: bool
     virtual_size: int
     header_region: int                # bytes [0, N) holding footer..locators
+    #: The VHD found at the start of the LV and the bytes ``[0, N)`` it was
+    #: parsed from, for planning (None and empty for raw or bad VHDs).
+    start: vhd.LvVhd | None = None
+    region_bytes: bytes = b""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -207,16 +211,27 @@ def read_lv(dev, lv: LvInfo, offset: int, length: int) -> bytes:
                     for o, n in lv.device_ranges(offset, length))
 
 
+def _lv_reader(dev, lv: LvInfo, known: bytes):
+    """``read(offset, length)`` of an LV that reuses ``known`` (from 0)."""
+    def read(offset: int, length: int) -> bytes:
+        if offset + length <= len(known):
+            return known[offset:offset + length]
+        return read_lv(dev, lv, offset, length)
+    return read
+
+
 def _read_mgt(dev, lv: LvInfo, problems: list[Problem]
               ) -> srmetadata.SrMetadata | None:
     try:
-        length, _ = srmetadata.parse_header(read_lv(dev, lv, 0, SECTOR),
-                                            dev.path)
+        header = read_lv(dev, lv, 0, SECTOR)
+        length, _ = srmetadata.parse_header(header, dev.path)
         if length > lv.size:
             raise exception.SrMetadataError(
                 device=dev.path, structure="MGT header length", offset=0,
                 expected="at most the LV size %d" % lv.size, found=length)
-        return srmetadata.parse(read_lv(dev, lv, 0, length), dev.path)
+        # Sector 0 is read once: the rest of the length after it.
+        rest = read_lv(dev, lv, SECTOR, max(0, length - SECTOR))
+        return srmetadata.parse((header + rest)[:length], dev.path)
     except (exception.FormatError, exception.InvalidInput) as exc:
         problems.append(Problem("bad-mgt", MGT_LV, str(exc)))
         return None
@@ -231,6 +246,8 @@ class _VhdFacts:
     hidden: bool = False
     virtual_size: int = 0
     region: int = 0
+    start: vhd.LvVhd | None = None
+    region_bytes: bytes = b""
 
 
 def _read_vhd(dev, lv: LvInfo, problems: list[Problem],
@@ -242,20 +259,24 @@ def _read_vhd(dev, lv: LvInfo, problems: list[Problem],
                 device=dev.path, structure="LV %s" % lv.name, offset=0,
                 expected="at least %d bytes" % vhd.INITIAL_READ,
                 found=lv.size)
-        # blktap keeps footer copy, header and locators in the first few
-        # KiB: one read usually covers them all.
+        # blktap keeps footer copy, header, BAT, batmap and locators in
+        # the first few KiB, and a deflated VHD without data blocks its
+        # footer right after them: read a page, then (if the region goes
+        # on) the rest of it and that one sector, so the footer check reads
+        # only the last sector of the LV on its own.
         start = read_lv(dev, lv, 0, min(_VHD_FIRST_READ, lv.size))
         found = vhd.parse_lv_start(start, "%s:%s" % (dev.path, lv.name))
         region = min(found.region_end, lv.size)
         if region > len(start):
-            start = read_lv(dev, lv, 0, region)
+            start += read_lv(dev, lv, len(start),
+                             min(region + SECTOR, lv.size) - len(start))
         vhd.check_primary_footer(
-            found.footer, found.header,
-            lambda offset, length: read_lv(dev, lv, offset, length),
+            found.footer, found.header, _lv_reader(dev, lv, start),
             lv.size, "%s:%s" % (dev.path, lv.name))
         facts = _VhdFacts(hidden=found.footer.is_hidden,
                           virtual_size=found.footer.current_size,
-                          region=region)
+                          region=region, start=found,
+                          region_bytes=start[:region])
         if not found.footer.is_differencing:
             return facts
         header = found.header
@@ -303,7 +324,9 @@ def _vdi(lv: LvInfo, record, facts: _VhdFacts | None) -> VdiInfo:
         read_only=lv.read_only or bool(record and record.read_only),
         managed=record.managed if record else True,
         virtual_size=lv.size if raw else facts.virtual_size,
-        header_region=0 if raw else facts.region)
+        header_region=0 if raw else facts.region,
+        start=None if raw else facts.start,
+        region_bytes=b"" if raw else facts.region_bytes)
 
 
 def _check_links(sr_uuid: str | None, vdis: list[VdiInfo],
