@@ -568,3 +568,23 @@ class TestWritesOnlyWhatChanges(ResignTestCase):
         # (precommit, then commit); sectors that keep their bytes, none.
         self.assertEqual(512 * (changed + mdas), result.bytes_written)
         self.assertLess(result.bytes_written, result.plan.bytes_to_write)
+
+
+class TestVerify(ResignTestCase):
+
+    def test_a_sector_not_as_planned_is_found(self):
+        # verify_writes reads adjacent writes back together: a wrong byte
+        # in the middle of such a run (the second locator of a VHD) must
+        # still be found and named.
+        with device.open_device(self.image) as dev:
+            p = resign.plan(resign.inspect(dev), TARGET)
+        self.resign()
+        with device.open_device(self.image, writable=True) as dev:
+            resign.verify_writes(dev, p)
+            locators = [w for w in p.writes
+                        if w.what.startswith("parent link")]
+            w = locators[1]
+            dev.write(w.offset, bytes(len(w.data)))
+            exc = self.assertRaises(exception.ResignVerifyError,
+                                    resign.verify_writes, dev, p)
+        self.assertIn("bytes at %d (%s)" % (w.offset, w.what), str(exc))
