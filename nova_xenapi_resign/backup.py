@@ -106,11 +106,15 @@ def target_pattern(backup_dir: str, target: str | None) -> str:
     return os.path.join(backup_dir, name)
 
 
-def merge_ranges(ranges: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
-    """Sorted, coalesced (offset, length) ranges."""
+def merge_ranges(ranges: Iterable[tuple[int, int]], gap: int = 0
+                 ) -> list[tuple[int, int]]:
+    """Sorted, coalesced (offset, length) ranges.
+
+    Ranges at most ``gap`` bytes apart are joined, with the bytes between.
+    """
     merged: list[list[int]] = []
     for offset, length in sorted(ranges):
-        if merged and offset <= merged[-1][0] + merged[-1][1]:
+        if merged and offset <= merged[-1][0] + merged[-1][1] + gap:
             end = max(merged[-1][0] + merged[-1][1], offset + length)
             merged[-1][1] = end - merged[-1][0]
         else:
@@ -147,11 +151,16 @@ def make_durable_dirs(directory: str) -> None:
         _fsync_dir(os.path.dirname(path))
 
 
-def read_ranges(dev: device_mod.Device, ranges: Iterable[tuple[int, int]]
-                ) -> list[tuple[int, int, bytes]]:
-    """(offset, length, bytes) of the merged ``ranges`` of ``dev``."""
+def read_ranges(dev: device_mod.Device, ranges: Iterable[tuple[int, int]],
+                gap: int = 0) -> list[tuple[int, int, bytes]]:
+    """(offset, length, bytes) of the merged ``ranges`` of ``dev``.
+
+    ``gap`` as for :func:`merge_ranges`: reading a few bytes between two
+    nearby ranges costs less than a second read (the kernel reads whole
+    pages anyway).
+    """
     return [(offset, length, dev.read(offset, length))
-            for offset, length in merge_ranges(ranges)]
+            for offset, length in merge_ranges(ranges, gap)]
 
 
 def write_backup(dev: device_mod.Device, backup_dir: str, *,

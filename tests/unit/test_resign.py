@@ -1,5 +1,6 @@
 """The resign engine on image files: plan, refusals, idempotence, crashes."""
 
+import gc
 import os
 import shutil
 import uuid
@@ -588,3 +589,21 @@ class TestVerify(ResignTestCase):
             exc = self.assertRaises(exception.ResignVerifyError,
                                     resign.verify_writes, dev, p)
         self.assertIn("bytes at %d (%s)" % (w.offset, w.what), str(exc))
+
+
+class TestCollector(ResignTestCase):
+
+    def test_collector_is_back_on_after_a_run_and_a_refusal(self):
+        self.assertTrue(gc.isenabled())
+        # Resigning an SR to its own uuid is refused inside the run.
+        self.assertRaises(exception.UnsafeOperation, self.resign,
+                          target=SR)
+        self.assertTrue(gc.isenabled())
+        self.resign()
+        self.assertTrue(gc.isenabled())
+
+    def test_collector_left_off_when_it_was_off(self):
+        gc.disable()
+        self.addCleanup(gc.enable)
+        self.resign()
+        self.assertFalse(gc.isenabled())
