@@ -30,7 +30,6 @@ name, VG uuid or PV uuid, and the snapshot is byte for byte unchanged.
 """
 
 import argparse
-import hashlib
 import os
 import shutil
 import statistics
@@ -47,6 +46,7 @@ from os_brick.initiator import connector as brick_connector  # noqa: E402
 from os_brick.initiator.connectors import local  # noqa: E402
 
 from benchmarks import bench_cinder_hook  # noqa: E402
+from benchmarks import bench_resign  # noqa: E402
 from benchmarks import lun  # noqa: E402
 from cinder_backend import cinder_api  # noqa: E402
 from nova_xenapi_resign.lvhd import device as device_mod  # noqa: E402
@@ -133,14 +133,6 @@ def most_at_once(intervals):
     return best
 
 
-def file_digest(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def lvm_view(path):
     """(vgck ok, VG name, VG uuid, PV uuid) of a LUN, as lvm2 reads it."""
     with lun.loop_device(path) as dev:
@@ -218,7 +210,7 @@ def main():
         lun.make_lun(src_path, n_vdis, lun.lun_size_for(n_vdis))
         snapshot = {"id": SNAPSHOT, "volume_id": SOURCE}
         backend.create_snapshot(snapshot)
-        before = file_digest(backend.snapshot_path(snapshot))
+        before = bench_resign.sha256(backend.snapshot_path(snapshot))
         source_view = lvm_view(backend.snapshot_path(snapshot))
         # Warm up (imports, privsep, the first losetup), then measure.
         wrapper.create_volume_from_snapshot({"id": str(uuid.uuid4()),
@@ -230,7 +222,8 @@ def main():
         undo()
         undo = None
         ok, distinct = check(backend, results, source_view)
-        unchanged = file_digest(backend.snapshot_path(snapshot)) == before
+        unchanged = before == bench_resign.sha256(
+            backend.snapshot_path(snapshot))
     finally:
         if undo is not None:
             undo()
