@@ -166,8 +166,13 @@ def read_ranges(dev: device_mod.Device, ranges: Iterable[tuple[int, int]],
 def write_backup(dev: device_mod.Device, backup_dir: str, *,
                  target_sr_uuid: str, source_vg_name: str,
                  source_pv_id: str, source_vg_id: str, source_seqno: int,
-                 journals: str, ranges: Iterable[tuple[int, int]]) -> Backup:
+                 journals: str, ranges: Iterable[tuple[int, int]],
+                 chunks: list[tuple[int, int, bytes]] | None = None
+                 ) -> Backup:
     """Copy ``ranges`` of ``dev`` into a backup file in ``backup_dir``.
+
+    ``chunks`` is :func:`read_ranges` of ``ranges``, when the caller has
+    just read them for its own use (they are not read a second time).
 
     Written to a private temporary name, fsynced, renamed, and the
     directory fsynced (as is every directory created on the way): when
@@ -175,7 +180,8 @@ def write_backup(dev: device_mod.Device, backup_dir: str, *,
     crash before leaves no backup at all.  An existing backup of the same
     original bytes for the same target is kept and returned instead.
     """
-    chunks = read_ranges(dev, ranges)
+    if chunks is None:
+        chunks = read_ranges(dev, ranges)
     header_ranges = [{"offset": offset, "length": length,
                       "sha256": hashlib.sha256(data).hexdigest()}
                      for offset, length, data in chunks]

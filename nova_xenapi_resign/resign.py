@@ -680,12 +680,12 @@ def _sectors(writes) -> dict:
     return sectors
 
 
-def _in_place(dev, p: Plan) -> set:
+def _in_place(dev, p: Plan, current=None) -> set:
     """Sectors the plan writes once that already hold those bytes.
 
     Rewriting them changes nothing on disk at any crash point, so they are
     left out; a sector written twice (an mda header: precommit, then
-    commit) is always written.
+    commit) is always written.  ``current``: see :func:`apply`.
     """
     counts: dict = {}
     for w in p.writes:
@@ -693,8 +693,10 @@ def _in_place(dev, p: Plan) -> set:
             counts[w.offset + i] = counts.get(w.offset + i, 0) + 1
     once = _sectors(p.writes)
     found = set()
-    for offset, length, data in backup_mod.read_ranges(
-            dev, [(w.offset, len(w.data)) for w in p.writes], READ_GAP):
+    if current is None:
+        current = backup_mod.read_ranges(
+            dev, [(w.offset, len(w.data)) for w in p.writes], READ_GAP)
+    for offset, length, data in current:
         for i in range(0, length, device_mod.SECTOR_SIZE):
             sector = offset + i
             if (counts.get(sector) == 1 and once[sector]
@@ -724,14 +726,16 @@ def write_runs(writes, skip=frozenset()) -> list[tuple[int, bytes]]:
     return [(offset, b"".join(chunks)) for offset, chunks in runs]
 
 
-def apply(dev, p: Plan) -> None:
+def apply(dev, p: Plan, current=None) -> None:
     """Write the plan phase by phase, with an fsync after each group.
 
     Within a phase, adjacent writes are merged into runs
     (:func:`write_runs`), and sectors that already hold their bytes are
-    not written again.
+    not written again.  ``current`` is what the device holds now, as
+    ``(offset, length, bytes)`` chunks covering every write (the reads of
+    the backup just taken, under the same lock); None reads it.
     """
-    skip = _in_place(dev, p)
+    skip = _in_place(dev, p, current)
     for group in PHASES:
         for phase in group:
             runs = write_runs([w for w in p.writes if w.phase == phase],
@@ -861,17 +865,24 @@ def resign_device(path: str, target_sr_uuid: str,
             if dry_run:
                 return _result(dev, target_sr_uuid, False, True, insp.state,
                                p, None, started)
-            b = insp.backup or backup_mod.write_backup(
-                dev, backup_dir, target_sr_uuid=target_sr_uuid,
-                source_vg_name=p.source_vg_name,
-                source_pv_id=p.source_pv_id,
-                source_vg_id=insp.original.vg.id,
-                source_seqno=insp.original.vg.seqno,
-                journals=options.journals, ranges=p.backup_ranges)
+            # A first run backs up the ranges it is about to write: what it
+            # reads for the backup is what the device holds when applying.
+            current = None
+            b = insp.backup
+            if b is None:
+                current = backup_mod.read_ranges(dev, p.backup_ranges)
+                b = backup_mod.write_backup(
+                    dev, backup_dir, target_sr_uuid=target_sr_uuid,
+                    source_vg_name=p.source_vg_name,
+                    source_pv_id=p.source_pv_id,
+                    source_vg_id=insp.original.vg.id,
+                    source_seqno=insp.original.vg.seqno,
+                    journals=options.journals, ranges=p.backup_ranges,
+                    chunks=current)
             LOG.info("%s: resigning %s as %s (%d writes, backup %s)",
                      path, p.source_vg_name, target_vg_name(target_sr_uuid),
                      len(p.writes), b.path)
-            apply(dev, p)
+            apply(dev, p, current)
             verify_writes(dev, p)
             return _result(dev, target_sr_uuid, True, False, STATE_RESIGNED,
                            p, b.path, started)
