@@ -884,6 +884,9 @@ def resign_device(path: str, target_sr_uuid: str,
                      len(p.writes), b.path)
             apply(dev, p, current)
             verify_writes(dev, p)
+            # Free the SR model now, by reference counting, so that the
+            # collector, back on, does not walk it once before it goes.
+            del insp, current
             return _result(dev, target_sr_uuid, True, False, STATE_RESIGNED,
                            p, b.path, started)
 
