@@ -34,6 +34,9 @@ import time
 from nova_xenapi_resign import exception
 from nova_xenapi_resign.lvhd import device as device_mod
 
+#: Ranges as the backup and the resign engine merge them.
+merge_ranges = device_mod.merge_ranges
+
 MAGIC = b"XENAPI-RESIGN-BACKUP 1\n"
 SUFFIX = ".resign-backup"
 
@@ -104,22 +107,6 @@ def target_pattern(backup_dir: str, target: str | None) -> str:
     if target is not None:
         name = "*-%s-*%s" % (_safe(target), SUFFIX)
     return os.path.join(backup_dir, name)
-
-
-def merge_ranges(ranges: Iterable[tuple[int, int]], gap: int = 0
-                 ) -> list[tuple[int, int]]:
-    """Sorted, coalesced (offset, length) ranges.
-
-    Ranges at most ``gap`` bytes apart are joined, with the bytes between.
-    """
-    merged: list[list[int]] = []
-    for offset, length in sorted(ranges):
-        if merged and offset <= merged[-1][0] + merged[-1][1] + gap:
-            end = max(merged[-1][0] + merged[-1][1], offset + length)
-            merged[-1][1] = end - merged[-1][0]
-        else:
-            merged.append([offset, length])
-    return [(o, n) for o, n in merged]
 
 
 def _fsync_dir(path: str) -> None:

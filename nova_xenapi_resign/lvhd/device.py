@@ -16,6 +16,7 @@ would see up to eight times the bytes that change.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 import errno
 import fcntl
 import mmap
@@ -323,6 +324,22 @@ def storage_identity(path: str) -> str:
                 return "wwid-" + re.sub(r"[^A-Za-z0-9_.-]", "_", wwid)
             return "blk-%d-%d" % (os.major(st.st_rdev), os.minor(st.st_rdev))
     return "file-%d-%d" % (st.st_dev, st.st_ino)
+
+
+def merge_ranges(ranges: Iterable[tuple[int, int]], gap: int = 0
+                 ) -> list[tuple[int, int]]:
+    """Sorted, coalesced (offset, length) ranges.
+
+    Ranges at most ``gap`` bytes apart are joined, with the bytes between.
+    """
+    merged: list[list[int]] = []
+    for offset, length in sorted(ranges):
+        if merged and offset <= merged[-1][0] + merged[-1][1] + gap:
+            end = max(merged[-1][0] + merged[-1][1], offset + length)
+            merged[-1][1] = end - merged[-1][0]
+        else:
+            merged.append([offset, length])
+    return [(o, n) for o, n in merged]
 
 
 def open_device(path: str, writable: bool = False) -> Device:

@@ -11,6 +11,7 @@ decide what is fatal.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable
 import dataclasses
 import functools
@@ -209,6 +210,44 @@ def read_lv(dev, lv: LvInfo, offset: int, length: int) -> bytes:
     """Read bytes of an LV through its extents."""
     return b"".join(dev.read(o, n)
                     for o, n in lv.device_ranges(offset, length))
+
+
+class _Prefetched(object):
+    """``dev``, with reads inside ranges read beforehand served from them.
+
+    Before parsing, :func:`inspect` knows which bytes of every VHD LV it
+    reads first: the first page and the last sector.  LVs lie end to end
+    on the PV, so one LV's last sector and the next one's first page are
+    read together, one read instead of two.  Ranges beyond the device are
+    left to the reads that need them (and fail there, as they would).
+    """
+
+    def __init__(self, dev, ranges) -> None:
+        self.path, self.size, self._dev = dev.path, dev.size, dev
+        inside = [(o, n) for o, n in ranges if o + n <= dev.size]
+        self._starts, self._chunks = [], []
+        for offset, length in device_mod.merge_ranges(inside):
+            self._starts.append(offset)
+            self._chunks.append(dev.read(offset, length))
+
+    def read(self, offset: int, length: int) -> bytes:
+        i = bisect.bisect_right(self._starts, offset) - 1
+        if i >= 0:
+            at = offset - self._starts[i]
+            if at + length <= len(self._chunks[i]):
+                return self._chunks[i][at:at + length]
+        return self._dev.read(offset, length)
+
+
+def _first_reads(lvs) -> list[tuple[int, int]]:
+    """Device ranges of each VHD LV's first page and last sector."""
+    ranges = []
+    for lv in lvs:
+        if lv.kind == KIND_VHD and lv.extents and (
+                lv.size >= vhd.INITIAL_READ):
+            ranges += lv.device_ranges(0, min(_VHD_FIRST_READ, lv.size))
+            ranges += lv.device_ranges(lv.size - SECTOR, SECTOR)
+    return ranges
 
 
 def _lv_reader(dev, lv: LvInfo, known: bytes):
@@ -465,11 +504,12 @@ def inspect(dev, renames: Renames | None = None) -> LvhdSr:
         problems.append(Problem("no-mgt", vg.name, "no MGT volume"))
     records = {r.uuid: r for r in mgt.live_records} if mgt else {}
     vdis = []
+    reader = _Prefetched(dev, _first_reads(lvs))
     for lv in lvs:
         if lv.kind not in (KIND_VHD, KIND_RAW) or not lv.extents:
             continue
         record = records.get(lv.vdi_uuid)
-        facts = (_read_vhd(dev, lv, problems, undo)
+        facts = (_read_vhd(reader, lv, problems, undo)
                  if lv.kind == KIND_VHD else None)
         vdis.append(_vdi(lv, record, facts))
     _check_links(sr_uuid, vdis, mgt, problems)

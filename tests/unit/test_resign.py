@@ -607,3 +607,33 @@ class TestCollector(ResignTestCase):
         self.addCleanup(gc.enable)
         self.resign()
         self.assertFalse(gc.isenabled())
+
+
+class ReadRecordingDevice(device.Device):
+    """Records (offset, length) of every read."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.log = []
+
+    def read(self, offset, length):
+        self.log.append((offset, length))
+        return super().read(offset, length)
+
+
+class TestInspectReads(ResignTestCase):
+
+    def test_adjacent_vhds_are_read_across_their_boundary(self):
+        # LVs lie end to end: one LV's last sector (an inflated VHD's
+        # footer) and the next one's first page come in one read.
+        with ReadRecordingDevice(self.image) as dev:
+            model = sr_mod.inspect(dev)
+        spans = sorted(lv.extents[0] for lv in model.lvs
+                       if lv.kind == sr_mod.KIND_VHD)
+        boundaries = [start for (prev, size), (start, _) in
+                      zip(spans, spans[1:]) if prev + size == start]
+        self.assertTrue(boundaries)
+        for at in boundaries:
+            self.assertTrue(any(o <= at - 512 and at + 512 <= o + n
+                                for o, n in dev.log), (at, dev.log))
+        self.assertEqual(len(dev.log), len(set(dev.log)), dev.log)
