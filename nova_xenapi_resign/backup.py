@@ -34,6 +34,9 @@ import time
 from nova_xenapi_resign import exception
 from nova_xenapi_resign.lvhd import device as device_mod
 
+#: Ranges as the backup and the resign engine merge them.
+merge_ranges = device_mod.merge_ranges
+
 MAGIC = b"XENAPI-RESIGN-BACKUP 1\n"
 SUFFIX = ".resign-backup"
 
@@ -106,18 +109,6 @@ def target_pattern(backup_dir: str, target: str | None) -> str:
     return os.path.join(backup_dir, name)
 
 
-def merge_ranges(ranges: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
-    """Sorted, coalesced (offset, length) ranges."""
-    merged: list[list[int]] = []
-    for offset, length in sorted(ranges):
-        if merged and offset <= merged[-1][0] + merged[-1][1]:
-            end = max(merged[-1][0] + merged[-1][1], offset + length)
-            merged[-1][1] = end - merged[-1][0]
-        else:
-            merged.append([offset, length])
-    return [(o, n) for o, n in merged]
-
-
 def _fsync_dir(path: str) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -147,18 +138,28 @@ def make_durable_dirs(directory: str) -> None:
         _fsync_dir(os.path.dirname(path))
 
 
-def read_ranges(dev: device_mod.Device, ranges: Iterable[tuple[int, int]]
-                ) -> list[tuple[int, int, bytes]]:
-    """(offset, length, bytes) of the merged ``ranges`` of ``dev``."""
+def read_ranges(dev: device_mod.Device, ranges: Iterable[tuple[int, int]],
+                gap: int = 0) -> list[tuple[int, int, bytes]]:
+    """(offset, length, bytes) of the merged ``ranges`` of ``dev``.
+
+    ``gap`` as for :func:`merge_ranges`: reading a few bytes between two
+    nearby ranges costs less than a second read (the kernel reads whole
+    pages anyway).
+    """
     return [(offset, length, dev.read(offset, length))
-            for offset, length in merge_ranges(ranges)]
+            for offset, length in merge_ranges(ranges, gap)]
 
 
 def write_backup(dev: device_mod.Device, backup_dir: str, *,
                  target_sr_uuid: str, source_vg_name: str,
                  source_pv_id: str, source_vg_id: str, source_seqno: int,
-                 journals: str, ranges: Iterable[tuple[int, int]]) -> Backup:
+                 journals: str, ranges: Iterable[tuple[int, int]],
+                 chunks: list[tuple[int, int, bytes]] | None = None
+                 ) -> Backup:
     """Copy ``ranges`` of ``dev`` into a backup file in ``backup_dir``.
+
+    ``chunks`` is :func:`read_ranges` of ``ranges``, when the caller has
+    just read them for its own use (they are not read a second time).
 
     Written to a private temporary name, fsynced, renamed, and the
     directory fsynced (as is every directory created on the way): when
@@ -166,7 +167,8 @@ def write_backup(dev: device_mod.Device, backup_dir: str, *,
     crash before leaves no backup at all.  An existing backup of the same
     original bytes for the same target is kept and returned instead.
     """
-    chunks = read_ranges(dev, ranges)
+    if chunks is None:
+        chunks = read_ranges(dev, ranges)
     header_ranges = [{"offset": offset, "length": length,
                       "sha256": hashlib.sha256(data).hexdigest()}
                      for offset, length, data in chunks]

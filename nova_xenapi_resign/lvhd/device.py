@@ -16,6 +16,7 @@ would see up to eight times the bytes that change.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 import errno
 import fcntl
 import mmap
@@ -52,6 +53,7 @@ class Device(object):
         self.reads = 0
         self._fd = None
         self._direct_fd = None
+        self._direct_buf: mmap.mmap | None = None
         try:
             st = os.stat(self.path)
         except OSError as exc:
@@ -216,13 +218,20 @@ class Device(object):
                 reason="write of %d bytes at %d is past the end of the "
                 "device (%d bytes)" % (len(data), offset, self.size))
         if self._direct_fd is not None and data:
-            # O_DIRECT wants a page aligned buffer: an anonymous mapping.
-            fd, view = self._direct_fd, memoryview(mmap.mmap(-1, len(data)))
+            fd, view = self._direct_fd, self._aligned(len(data))
             view[:] = data
         else:
             view = memoryview(data)
+        try:
+            self._pwrite(fd, view, offset)
+        finally:
+            view.release()          # the buffer can be closed or grown
+        self.bytes_written += len(data)
+        self.writes += 1
+
+    def _pwrite(self, fd: int, view: memoryview, offset: int) -> None:
         done = 0
-        while done < len(data):
+        while done < len(view):
             try:
                 n = os.pwrite(fd, view[done:], offset + done)
             except OSError as exc:
@@ -234,8 +243,18 @@ class Device(object):
                     device=self.path, reason="short write at %d"
                     % (offset + done))
             done += n
-        self.bytes_written += len(data)
-        self.writes += 1
+
+    def _aligned(self, length: int) -> memoryview:
+        """``length`` bytes of a page aligned buffer, as O_DIRECT wants.
+
+        One anonymous mapping, grown when a write needs more: mapping a
+        new one per write costs two system calls each time.
+        """
+        if self._direct_buf is None or len(self._direct_buf) < length:
+            if self._direct_buf is not None:
+                self._direct_buf.close()
+            self._direct_buf = mmap.mmap(-1, length)
+        return memoryview(self._direct_buf)[:length]
 
     def fsync(self) -> None:
         fd = self._check_open()
@@ -248,6 +267,9 @@ class Device(object):
                                         % exc.strerror)
 
     def close(self) -> None:
+        if self._direct_buf is not None:
+            self._direct_buf.close()
+            self._direct_buf = None
         for name in ("_direct_fd", "_fd"):
             fd = getattr(self, name)
             setattr(self, name, None)
@@ -302,6 +324,22 @@ def storage_identity(path: str) -> str:
                 return "wwid-" + re.sub(r"[^A-Za-z0-9_.-]", "_", wwid)
             return "blk-%d-%d" % (os.major(st.st_rdev), os.minor(st.st_rdev))
     return "file-%d-%d" % (st.st_dev, st.st_ino)
+
+
+def merge_ranges(ranges: Iterable[tuple[int, int]], gap: int = 0
+                 ) -> list[tuple[int, int]]:
+    """Sorted, coalesced (offset, length) ranges.
+
+    Ranges at most ``gap`` bytes apart are joined, with the bytes between.
+    """
+    merged: list[list[int]] = []
+    for offset, length in sorted(ranges):
+        if merged and offset <= merged[-1][0] + merged[-1][1] + gap:
+            end = max(merged[-1][0] + merged[-1][1], offset + length)
+            merged[-1][1] = end - merged[-1][0]
+        else:
+            merged.append([offset, length])
+    return [(o, n) for o, n in merged]
 
 
 def open_device(path: str, writable: bool = False) -> Device:

@@ -202,6 +202,19 @@ class Section:
             if not isinstance(value, Section):
                 _check_value(value)
 
+    @classmethod
+    def _parsed(cls, items: tuple, layout: SectionLayout) -> Section:
+        """A section built by :func:`parse`, without checking it again.
+
+        The parser refuses every key and value ``__post_init__`` would
+        (empty keys, NUL, integers beyond 64 bits, non-finite floats), so
+        checking the tree a second time only costs time.
+        """
+        section = object.__new__(cls)
+        object.__setattr__(section, "items", items)
+        object.__setattr__(section, "layout", layout)
+        return section
+
     # -- reading -----------------------------------------------------------
 
     def keys(self) -> tuple[str, ...]:
@@ -387,6 +400,16 @@ _GAP_RE = re.compile(r"(?:[ \t\n\r\v\f]+|#[^\n]*)*")
 _IDENT_RE = re.compile(r"[^ \t\n\r\v\f#={}]*")
 _NUMBER_TOKEN_RE = re.compile(r"[^ \t\n\r\v\f#={},\]]*")
 _DOUBLE_QUOTED_RE = re.compile(r'"((?:[^"\\]|\\.)*)"', re.S)
+# The shapes lvm2 itself writes, each matched in one step (anything else
+# takes the general token-by-token path, which gives the same result):
+# ``key =`` or ``key {`` on one line, and as a value a decimal integer of
+# at most 18 digits, a string without escapes or a one-line list of those.
+_ENTRY_HEAD_RE = re.compile(r"([^ \t\n\r\v\f#={}\"'\[\],][^ \t\n\r\v\f#={}]*)"
+                            r"[ \t]*(?:(\{)|=[ \t]*)")
+_PLAIN_VALUE_RE = re.compile(
+    r'"([^"\\]*)"'
+    r"|(-?(?:0|[1-9][0-9]{0,17}))(?=[ \t\n\r\v\f#={},\]]|\Z)"
+    r'|\[((?:"[^"\\]*"(?:, "[^"\\]*")*)?)\]')
 
 
 class _EntryBuilder:
@@ -417,7 +440,7 @@ class _SectionBuilder:
     def freeze(self, indent: str | None = None) -> Section:
         items = tuple((k, v.freeze() if isinstance(v, _SectionBuilder)
                        else v) for k, v in self.items)
-        return Section(items, SectionLayout(
+        return Section._parsed(items, SectionLayout(
             entries=tuple(e.freeze() for e in self.entries),
             tail=self.tail, close_comment=self.close_comment, indent=indent))
 
@@ -484,6 +507,13 @@ class _Parser:
         the previous token ended on: a comment there is a trailing comment
         and goes to ``self.comment_slot``.
         """
+        if "#" not in gap:
+            # Only blank lines (the usual case): count them.
+            breaks = gap.count("\n")
+            if not (breaks or at_start):
+                return (), ""
+            return (("",) * (breaks if at_start else breaks - 1),
+                    gap[gap.rfind("\n") + 1:])
         if at_start:
             lines = gap.split("\n")
         else:
@@ -547,25 +577,30 @@ class _Parser:
             if depth == 1 and self.indent is None:
                 self.indent = partial if _INDENT_RE.fullmatch(partial) else ""
             start = self.pos
-            key = self.key()
-            self.skip()                      # comments here are dropped
+            key, c = self.entry_head()
             builder = _EntryBuilder(lines, self.byte_offset(start))
-            if self.pos >= self.n:
-                raise self.error(self.pos, "entry %r" % key, "'=' or '{'")
-            c = self.s[self.pos]
             if c == "{":
-                self.pos += 1
                 self.comment_slot = builder
                 node: object = self.entries(depth + 1)
                 self.comment_slot = node
-            elif c == "=":
-                self.pos += 1
+            else:
                 node = self.value(key, builder)
                 self.comment_slot = builder
-            else:
-                raise self.error(self.pos, "entry %r" % key, "'=' or '{'")
             section.items.append((key, node))
             section.entries.append(builder)
+
+    def entry_head(self) -> tuple[str, str]:
+        """An entry's key and what follows it, ``"="`` or ``"{"``."""
+        head = _ENTRY_HEAD_RE.match(self.s, self.pos)
+        if head is not None:
+            self.pos = head.end()
+            return head.group(1), "{" if head.group(2) else "="
+        key = self.key()
+        self.skip()                      # comments here are dropped
+        if self.pos >= self.n or self.s[self.pos] not in "={":
+            raise self.error(self.pos, "entry %r" % key, "'=' or '{'")
+        self.pos += 1
+        return key, self.s[self.pos - 1]
 
     def key(self) -> str:
         s, pos = self.s, self.pos
@@ -602,6 +637,16 @@ class _Parser:
         return self.s[start + 1:end]
 
     def value(self, key: str, builder: _EntryBuilder) -> Value:
+        plain = _PLAIN_VALUE_RE.match(self.s, self.pos)
+        if plain is not None:
+            self.pos = plain.end()
+            kind = plain.lastindex
+            if kind == 1:
+                return plain.group(1)
+            if kind == 2:
+                return int(plain.group(2))
+            inner = plain.group(3)
+            return tuple(inner[1:-1].split('", "')) if inner else ()
         gap = self.skip()
         if self.pos >= self.n:
             raise self.error(self.pos, "value of %r" % key, "a value")

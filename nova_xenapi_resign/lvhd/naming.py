@@ -8,11 +8,16 @@ VHD names its parent by the parent LV's device-mapper name (SM's
 
 from __future__ import annotations
 
+import re
+
 from nova_xenapi_resign import exception
 
 VG_PREFIX = "VG_XenStorage-"
 LV_PREFIX_VHD = "VHD-"
 LV_PREFIX_RAW = "LV-"
+# Doubled dashes are taken possessively (no backtracking into a pair), so
+# the separator is the first single dash, as device-mapper reads it.
+_DM_NAME_RE = re.compile(r"((?:[^-]|--)*+)-(.*)", re.S)
 
 
 def sr_vg_name(sr_uuid: str) -> str:
@@ -26,18 +31,16 @@ def dm_name(vg_name: str, lv_name: str) -> str:
 
 
 def split_dm_name(name: str) -> tuple:
-    """Inverse of :func:`dm_name`: ``(vg_name, lv_name)``."""
-    i = 0
-    while i < len(name):
-        if name[i] == "-":
-            if name[i + 1:i + 2] == "-":
-                i += 2
-                continue
-            return (name[:i].replace("--", "-"),
-                    name[i + 1:].replace("--", "-"))
-        i += 1
-    raise exception.InvalidInput(reason="%r is not a device-mapper VG-LV "
-                                 "name" % (name,))
+    """Inverse of :func:`dm_name`: ``(vg_name, lv_name)``.
+
+    The split is at the first ``-`` that is not half of a doubled ``--``.
+    """
+    match = _DM_NAME_RE.fullmatch(name)
+    if match is None:
+        raise exception.InvalidInput(reason="%r is not a device-mapper VG-LV "
+                                     "name" % (name,))
+    return (match.group(1).replace("--", "-"),
+            match.group(2).replace("--", "-"))
 
 
 def lvhd_parent_name(sr_uuid: str, vdi_uuid: str, raw: bool = False) -> str:

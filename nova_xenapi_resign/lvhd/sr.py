@@ -11,6 +11,7 @@ decide what is fatal.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable
 import dataclasses
 import functools
@@ -45,7 +46,7 @@ _LV_KINDS = (
     (KIND_CBTLOG, re.compile(r"^(%s)\.cbtlog$" % UUID_RE)),
 )
 JOURNAL_TAG = "journaler"
-_VHD_FIRST_READ = 8192
+_VHD_FIRST_READ = 4096
 HIDDEN_TAG = "hidden"
 
 
@@ -128,6 +129,10 @@ class VdiInfo:
     managed: bool
     virtual_size: int
     header_region: int                # bytes [0, N) holding footer..locators
+    #: The VHD found at the start of the LV and the bytes ``[0, N)`` it was
+    #: parsed from, for planning (None and empty for raw or bad VHDs).
+    start: vhd.LvVhd | None = None
+    region_bytes: bytes = b""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -207,16 +212,65 @@ def read_lv(dev, lv: LvInfo, offset: int, length: int) -> bytes:
                     for o, n in lv.device_ranges(offset, length))
 
 
+class _Prefetched(object):
+    """``dev``, with reads inside ranges read beforehand served from them.
+
+    Before parsing, :func:`inspect` knows which bytes of every VHD LV it
+    reads first: the first page and the last sector.  LVs lie end to end
+    on the PV, so one LV's last sector and the next one's first page are
+    read together, one read instead of two.  Ranges beyond the device are
+    left to the reads that need them (and fail there, as they would).
+    """
+
+    def __init__(self, dev, ranges) -> None:
+        self.path, self.size, self._dev = dev.path, dev.size, dev
+        inside = [(o, n) for o, n in ranges if o + n <= dev.size]
+        self._starts, self._chunks = [], []
+        for offset, length in device_mod.merge_ranges(inside):
+            self._starts.append(offset)
+            self._chunks.append(dev.read(offset, length))
+
+    def read(self, offset: int, length: int) -> bytes:
+        i = bisect.bisect_right(self._starts, offset) - 1
+        if i >= 0:
+            at = offset - self._starts[i]
+            if at + length <= len(self._chunks[i]):
+                return self._chunks[i][at:at + length]
+        return self._dev.read(offset, length)
+
+
+def _first_reads(lvs) -> list[tuple[int, int]]:
+    """Device ranges of each VHD LV's first page and last sector."""
+    ranges = []
+    for lv in lvs:
+        if lv.kind == KIND_VHD and lv.extents and (
+                lv.size >= vhd.INITIAL_READ):
+            ranges += lv.device_ranges(0, min(_VHD_FIRST_READ, lv.size))
+            ranges += lv.device_ranges(lv.size - SECTOR, SECTOR)
+    return ranges
+
+
+def _lv_reader(dev, lv: LvInfo, known: bytes):
+    """``read(offset, length)`` of an LV that reuses ``known`` (from 0)."""
+    def read(offset: int, length: int) -> bytes:
+        if offset + length <= len(known):
+            return known[offset:offset + length]
+        return read_lv(dev, lv, offset, length)
+    return read
+
+
 def _read_mgt(dev, lv: LvInfo, problems: list[Problem]
               ) -> srmetadata.SrMetadata | None:
     try:
-        length, _ = srmetadata.parse_header(read_lv(dev, lv, 0, SECTOR),
-                                            dev.path)
+        header = read_lv(dev, lv, 0, SECTOR)
+        length, _ = srmetadata.parse_header(header, dev.path)
         if length > lv.size:
             raise exception.SrMetadataError(
                 device=dev.path, structure="MGT header length", offset=0,
                 expected="at most the LV size %d" % lv.size, found=length)
-        return srmetadata.parse(read_lv(dev, lv, 0, length), dev.path)
+        # Sector 0 is read once: the rest of the length after it.
+        rest = read_lv(dev, lv, SECTOR, max(0, length - SECTOR))
+        return srmetadata.parse((header + rest)[:length], dev.path)
     except (exception.FormatError, exception.InvalidInput) as exc:
         problems.append(Problem("bad-mgt", MGT_LV, str(exc)))
         return None
@@ -231,6 +285,8 @@ class _VhdFacts:
     hidden: bool = False
     virtual_size: int = 0
     region: int = 0
+    start: vhd.LvVhd | None = None
+    region_bytes: bytes = b""
 
 
 def _read_vhd(dev, lv: LvInfo, problems: list[Problem],
@@ -242,20 +298,24 @@ def _read_vhd(dev, lv: LvInfo, problems: list[Problem],
                 device=dev.path, structure="LV %s" % lv.name, offset=0,
                 expected="at least %d bytes" % vhd.INITIAL_READ,
                 found=lv.size)
-        # blktap keeps footer copy, header and locators in the first few
-        # KiB: one read usually covers them all.
+        # blktap keeps footer copy, header, BAT, batmap and locators in
+        # the first few KiB, and a deflated VHD without data blocks its
+        # footer right after them: read a page, then (if the region goes
+        # on) the rest of it and that one sector, so the footer check reads
+        # only the last sector of the LV on its own.
         start = read_lv(dev, lv, 0, min(_VHD_FIRST_READ, lv.size))
         found = vhd.parse_lv_start(start, "%s:%s" % (dev.path, lv.name))
         region = min(found.region_end, lv.size)
         if region > len(start):
-            start = read_lv(dev, lv, 0, region)
+            start += read_lv(dev, lv, len(start),
+                             min(region + SECTOR, lv.size) - len(start))
         vhd.check_primary_footer(
-            found.footer, found.header,
-            lambda offset, length: read_lv(dev, lv, offset, length),
+            found.footer, found.header, _lv_reader(dev, lv, start),
             lv.size, "%s:%s" % (dev.path, lv.name))
         facts = _VhdFacts(hidden=found.footer.is_hidden,
                           virtual_size=found.footer.current_size,
-                          region=region)
+                          region=region, start=found,
+                          region_bytes=start[:region])
         if not found.footer.is_differencing:
             return facts
         header = found.header
@@ -303,7 +363,9 @@ def _vdi(lv: LvInfo, record, facts: _VhdFacts | None) -> VdiInfo:
         read_only=lv.read_only or bool(record and record.read_only),
         managed=record.managed if record else True,
         virtual_size=lv.size if raw else facts.virtual_size,
-        header_region=0 if raw else facts.region)
+        header_region=0 if raw else facts.region,
+        start=None if raw else facts.start,
+        region_bytes=b"" if raw else facts.region_bytes)
 
 
 def _check_links(sr_uuid: str | None, vdis: list[VdiInfo],
@@ -442,11 +504,12 @@ def inspect(dev, renames: Renames | None = None) -> LvhdSr:
         problems.append(Problem("no-mgt", vg.name, "no MGT volume"))
     records = {r.uuid: r for r in mgt.live_records} if mgt else {}
     vdis = []
+    reader = _Prefetched(dev, _first_reads(lvs))
     for lv in lvs:
         if lv.kind not in (KIND_VHD, KIND_RAW) or not lv.extents:
             continue
         record = records.get(lv.vdi_uuid)
-        facts = (_read_vhd(dev, lv, problems, undo)
+        facts = (_read_vhd(reader, lv, problems, undo)
                  if lv.kind == KIND_VHD else None)
         vdis.append(_vdi(lv, record, facts))
     _check_links(sr_uuid, vdis, mgt, problems)

@@ -415,6 +415,7 @@ def make_metadata(sr_info: SrInfo, records: Iterable = ()) -> SrMetadata:
 _TOKEN_RE = re.compile(
     rb"\s*(?:<([A-Za-z_][A-Za-z0-9_.-]*)>([^<]*)</([A-Za-z_][A-Za-z0-9_.-]*)>"
     rb"|<([A-Za-z_][A-Za-z0-9_.-]*)\s*/>)")
+_BLANKS_RE = re.compile(rb"[ \t\r\n]*")
 
 
 def _elements(data: bytes, device: str, structure: str, base: int) -> list:
@@ -422,8 +423,8 @@ def _elements(data: bytes, device: str, structure: str, base: int) -> list:
     out = []
     pos = 0
     while True:
-        while pos < len(data) and data[pos] in b" \t\r\n":
-            pos += 1
+        # SM pads every sector with spaces: skip a run in one step.
+        pos = _BLANKS_RE.match(data, pos).end()  # type: ignore[union-attr]
         if pos == len(data):
             return out
         match = _TOKEN_RE.match(data, pos)

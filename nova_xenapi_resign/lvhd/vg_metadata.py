@@ -44,6 +44,8 @@ class _Reader:
         self.structure = structure
         self.device = device
         self.offset = offset
+        # First item of each key, as Section.get: one pass, not one per key.
+        self._by_key = dict(reversed(section.items))
 
     def fail(self, key: str | None, expected: str, found: object
              ) -> exception.LvmTextError:
@@ -66,7 +68,7 @@ class _Reader:
                                       found=found)
 
     def _get(self, key: str, required: bool) -> object:
-        node = self.section.get((key,), None)
+        node = self._by_key.get(key)
         if node is None:
             if required:
                 raise self.fail(key, "the key to be present", "nothing")
@@ -489,7 +491,35 @@ def reidentify(vg: VolumeGroup, *, name: str, vg_id: str,
     if name != vg.name:
         tree = tree.renamed((vg.name,), name)
     tree = _with_header(tree, description, creation_host, creation_time)
-    return VolumeGroup.from_tree(tree, "<reidentified %s>" % name)
+    return _reidentified_model(vg, tree, name, vg_id, seqno, pv_ids, lvs,
+                               description, creation_host, creation_time)
+
+
+def _reidentified_model(vg: VolumeGroup, tree: libdm_config.Section,
+                        name: str, vg_id: str, seqno: int,
+                        pv_ids: Mapping[str, str],
+                        lvs: Mapping[str, tuple[str, str]],
+                        description: str | None, creation_host: str | None,
+                        creation_time: int | None) -> VolumeGroup:
+    """The model of ``tree``, from ``vg`` and the edit made to its tree.
+
+    ``vg`` was validated when parsed and the edit only replaces ids, names
+    and header values that :func:`reidentify` has checked, so validating
+    the whole tree again (:meth:`VolumeGroup.from_tree`, thousands of LVs)
+    would find nothing new; the tests compare the two models.
+    """
+    header = {k: v for k, v in (("description", description),
+                                ("creation_host", creation_host),
+                                ("creation_time", creation_time))
+              if v is not None}
+    return dataclasses.replace(
+        vg, name=name, id=vg_id, seqno=seqno, tree=tree,
+        pvs=tuple(dataclasses.replace(pv, id=pv_ids[pv.key])
+                  if pv.key in pv_ids else pv for pv in vg.pvs),
+        lvs=tuple(dataclasses.replace(lv, name=lvs[lv.name][0],
+                                      id=lvs[lv.name][1])
+                  if lv.name in lvs else lv for lv in vg.lvs),
+        **header)
 
 
 def _check_identity(name: str, vg_id: str, seqno: int) -> None:

@@ -350,10 +350,12 @@ def decode_parent_name(raw: bytes, device: str = "<buffer>",
                        offset: int | str = "?") -> str:
     units = bytes(raw)
     end = len(units) - len(units) % 2
-    for i in range(0, end, 2):
-        if units[i:i + 2] == b"\x00\x00":
-            end = i
-            break
+    # The first NUL code unit: a 00 00 pair at an even offset.
+    nul = units.find(b"\x00\x00")
+    while nul > 0 and nul % 2:
+        nul = units.find(b"\x00\x00", nul + 1)
+    if 0 <= nul < end:
+        end = nul
     try:
         return units[:end].decode("utf-16-be")
     except UnicodeDecodeError as exc:

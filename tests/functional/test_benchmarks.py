@@ -46,6 +46,17 @@ class TestBenchmarksRun(base.FunctionalTestCase):
     def test_bench_cinder_hook(self):
         self.run_bench("bench_cinder_hook.py")
 
+    def test_bench_cinder_concurrent(self):
+        out = self.run_bench("bench_cinder_concurrent.py")
+        # Correctness only: 4 clones, each resigned once under its own
+        # device lock, each passing lvm2's vgck with the VG of the SR uuid
+        # published for it, no id shared, the snapshot untouched.
+        checks = out.split("\nchecks\n")[1]
+        row = [line.split() for line in checks.splitlines()
+               if line[:1].isdigit()]
+        self.assertEqual([["4", row[0][1], "4", "4/4", "yes", "yes"]], row,
+                         out)
+
     def test_bench_live_migration(self):
         self.run_bench("bench_live_migration.py")
 

@@ -33,6 +33,13 @@ class TestBackup(base.TestCase):
                          backup.merge_ranges([(4096, 512), (512, 1024),
                                               (0, 1024)]))
 
+    def test_merge_ranges_across_small_gaps(self):
+        ranges = [(4096, 512), (512, 1024), (0, 1024), (8192, 512)]
+        # 1536 -> 4096 is 2560 bytes apart, 4608 -> 8192 is 3584.
+        self.assertEqual([(0, 4608), (8192, 512)],
+                         backup.merge_ranges(ranges, gap=2560))
+        self.assertEqual([(0, 8704)], backup.merge_ranges(ranges, gap=3584))
+
     def test_path_is_safe(self):
         path = backup.backup_path("/b", "PVID", "a/b c", "f00d")
         self.assertEqual("/b/PVID-a_b_c-f00d.resign-backup", path)

@@ -1,5 +1,6 @@
 """The resign engine on image files: plan, refusals, idempotence, crashes."""
 
+import gc
 import os
 import shutil
 import uuid
@@ -597,3 +598,71 @@ class TestWritesOnlyWhatChanges(ResignTestCase):
         # (precommit, then commit); sectors that keep their bytes, none.
         self.assertEqual(512 * (changed + mdas), result.bytes_written)
         self.assertLess(result.bytes_written, result.plan.bytes_to_write)
+
+
+class TestVerify(ResignTestCase):
+
+    def test_a_sector_not_as_planned_is_found(self):
+        # verify_writes reads adjacent writes back together: a wrong byte
+        # in the middle of such a run (the second locator of a VHD) must
+        # still be found and named.
+        with device.open_device(self.image) as dev:
+            p = resign.plan(resign.inspect(dev), TARGET)
+        self.resign()
+        with device.open_device(self.image, writable=True) as dev:
+            resign.verify_writes(dev, p)
+            locators = [w for w in p.writes
+                        if w.what.startswith("parent link")]
+            w = locators[1]
+            dev.write(w.offset, bytes(len(w.data)))
+            exc = self.assertRaises(exception.ResignVerifyError,
+                                    resign.verify_writes, dev, p)
+        self.assertIn("bytes at %d (%s)" % (w.offset, w.what), str(exc))
+
+
+class TestCollector(ResignTestCase):
+
+    def test_collector_is_back_on_after_a_run_and_a_refusal(self):
+        self.assertTrue(gc.isenabled())
+        # Resigning an SR to its own uuid is refused inside the run.
+        self.assertRaises(exception.UnsafeOperation, self.resign,
+                          target=SR)
+        self.assertTrue(gc.isenabled())
+        self.resign()
+        self.assertTrue(gc.isenabled())
+
+    def test_collector_left_off_when_it_was_off(self):
+        gc.disable()
+        self.addCleanup(gc.enable)
+        self.resign()
+        self.assertFalse(gc.isenabled())
+
+
+class ReadRecordingDevice(device.Device):
+    """Records (offset, length) of every read."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.log = []
+
+    def read(self, offset, length):
+        self.log.append((offset, length))
+        return super().read(offset, length)
+
+
+class TestInspectReads(ResignTestCase):
+
+    def test_adjacent_vhds_are_read_across_their_boundary(self):
+        # LVs lie end to end: one LV's last sector (an inflated VHD's
+        # footer) and the next one's first page come in one read.
+        with ReadRecordingDevice(self.image) as dev:
+            model = sr_mod.inspect(dev)
+        spans = sorted(lv.extents[0] for lv in model.lvs
+                       if lv.kind == sr_mod.KIND_VHD)
+        boundaries = [start for (prev, size), (start, _) in
+                      zip(spans, spans[1:]) if prev + size == start]
+        self.assertTrue(boundaries)
+        for at in boundaries:
+            self.assertTrue(any(o <= at - 512 and at + 512 <= o + n
+                                for o, n in dev.log), (at, dev.log))
+        self.assertEqual(len(dev.log), len(set(dev.log)), dev.log)

@@ -223,6 +223,15 @@ class TestReidentify(base.TestCase):
         self.assertEqual(("hidden",), new.lv(NEW_RAW).tags)
         self.assertEqual(self.vg.lv(VHD).segments, new.lv(NEW_VHD).segments)
 
+    def test_model_is_the_model_of_the_new_tree(self):
+        # reidentify builds the new model from the old one and its edit
+        # rather than validating the whole tree again: both must agree.
+        for kwargs in ({}, dict(description="resigned", creation_host="xs2",
+                                creation_time=1700000000),
+                       dict(pv_ids={}, lvs={})):
+            new = self.reidentify(**kwargs)
+            self.assertEqual(vgm.VolumeGroup.from_tree(new.tree), new)
+
     def test_text_changes_only_on_those_lines(self):
         new = vgm.render_vg(self.reidentify(description="resigned",
                                             creation_time=1700000000,
