@@ -112,6 +112,20 @@ def published_sr_uuid(volume: Any) -> str | None:
     return found.sr_uuid if found else None
 
 
+def migration_source(volume: Any) -> Any | None:
+    """The volume a generic migration makes ``volume`` for, else None.
+
+    Cinder creates the new volume of a generic migration (and of a retype
+    that migrates) with ``migration_status = "target:<volume id>"``, then
+    copies the source LUN's bytes over it.  Without Cinder: None.
+    """
+    status = hook.vget(volume, "migration_status") or ""
+    if not (status.startswith("target:") and is_cinder_volume(volume)):
+        return None
+    return _cinder("objects").Volume.get_by_id(
+        _admin_context(), status[len("target:"):])
+
+
 def volumes_publishing(sr_uuid: str) -> list[str]:
     """Ids of the volumes Cinder has published ``sr_uuid`` for.
 

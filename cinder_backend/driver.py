@@ -215,13 +215,18 @@ class ResignVolumeDriver(object):
     def create_volume(self, volume: Any) -> dict | None:
         """The backend's LUN; for an LVHD volume type, formatted and published.
 
-        The extra spec is checked before the backend makes anything.  A
+        The extra spec is checked before the backend makes anything, and
+        so is the layout of a generic migration's (or a migrating
+        retype's) new volume: Cinder copies the source LUN's bytes over
+        it, so both must be LVHD or both raw.  A
         failure after the LUN exists is final (no reschedule: the LUN is
         still there), the volume goes to ``error`` with Cinder's user
         message, and the LUN is detached; nothing is published.
         """
         try:
             wanted = lvhd.wants_lvhd(volume)
+            lvhd.check_migration_target(
+                volume, cinder_api.migration_source(volume), wanted)
         except exception.InvalidInput as err:
             raise self._error(err.msg) from err
         update = self._backend.create_volume(volume)

@@ -113,6 +113,30 @@ def refuse(volume: Any, operation: str, reason: str, advice: str
         reason=reason, advice=advice)
 
 
+def check_migration_target(volume: Any, source: Any, wanted: bool) -> None:
+    """Refuse a migration's new volume whose layout differs from its source.
+
+    A generic migration copies the source LUN's bytes as they are: onto
+    an LVHD new volume they would overwrite its LVHD SR with raw data, and
+    an LVHD SR copied onto a raw-typed volume would be attached as LVHD
+    under a type that says raw.  Raised before the backend makes the LUN;
+    Cinder then fails the migration and a retype leaves the volume as it
+    was.
+    """
+    if source is None or is_lvhd(source) == wanted:
+        return
+    vtype = hook.vget(volume, "volume_type")
+    reason = ("a generic migration copies the LUN's bytes as they are, "
+              + ("so the raw bytes would overwrite the new LUN's LVHD SR"
+                 if wanted else "so the LVHD SR would land on a volume "
+                 "whose type says raw"))
+    raise refuse(source, "retype or migration to volume type %s"
+                 % (hook.vget(vtype, "name") or hook.vget(volume,
+                                                          "volume_type_id")),
+                 reason, "create a volume of the new type and copy the "
+                 "data across inside the guest")
+
+
 def _error(volume_id: str, step: str, path: str, reason: str,
            refused: bool = False) -> exception.LvhdVolumeError:
     cls = (exception.LvhdVolumeRefused if refused
