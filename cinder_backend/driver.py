@@ -397,13 +397,19 @@ class ResignVolumeDriver(object):
 
     def initialize_connection(self, volume: Any, connector: Any,
                               *args: Any, **kwargs: Any) -> Any:
+        found = cinder_api.published(volume)
+        if lvhd.wants_lvhd(volume) and not (found and found.is_lvhd):
+            raise lvhd.refuse(
+                volume, "attach", "nothing is published for it (a failed "
+                "create, or the copy a refused migration left), and "
+                "without its SR, VDI and SCSI id Nova would attach the "
+                "LUN as a raw iscsi SR: the guest would get the LVM "
+                "metadata, not its disk", "delete this volume; a LUN that "
+                "holds an LVHD SR can be imported again with cinder manage")
         info = self._backend.initialize_connection(volume, connector,
                                                    *args, **kwargs)
         if not (isinstance(info, Mapping)
-                and isinstance(info.get("data"), Mapping)):
-            return info
-        found = cinder_api.published(volume)
-        if found is None:
+                and isinstance(info.get("data"), Mapping)) or found is None:
             return info
         info = dict(info)
         if found.is_lvhd:
@@ -496,20 +502,33 @@ class ResignVolumeDriver(object):
         from_lvhd = origin is not None and origin.is_lvhd
         if not (from_lvhd or self.resign_enabled()):
             return
+        volume_id = str(hook.vget(volume, "id"))
         try:
             if from_lvhd:
                 what = self.run_attached(
-                    new_volume, functools.partial(lvhd.migrated_attached,
-                                                  origin), lvhd.STEP_INSPECT)
+                    new_volume, functools.partial(
+                        lvhd.migrated_attached, volume_id, origin),
+                    lvhd.STEP_INSPECT)
             else:
                 found = self.resign_volume(new_volume, write=False)
                 what = (cinder_api.Published(found["sr_uuid"]) if found
                         else None)
         except exception.VolumeResignError as err:
-            # The data moved; only the published uuid is missing.  Nova
-            # then finds no SR of its computed uuid and says so.
+            if from_lvhd:
+                # Fail the migration before Cinder swaps the records: the
+                # volume keeps its LUN and what is published for it; the
+                # copy keeps nothing, so its attach is refused.
+                LOG.error("Volume %s: migration refused, the volume stays "
+                          "on its LUN; the copy %s publishes nothing "
+                          "(delete it): %s", volume_id,
+                          hook.vget(new_volume, "id"), err)
+                cinder_api.publish(new_volume, {}, None)
+                raise cinder_api.driver_error(err) from err
+            # A raw volume's data moved; only the published uuid is
+            # missing.  Nova then finds no SR of its computed uuid and
+            # says so.
             LOG.error("Volume %s migrated, but its SR uuid cannot be read "
-                      "from the new LUN: %s", hook.vget(volume, "id"), err)
+                      "from the new LUN: %s", volume_id, err)
             return
         for record in (volume, new_volume):
             cinder_api.publish(record, {}, what,

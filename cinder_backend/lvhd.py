@@ -274,23 +274,25 @@ def import_attached(volume: Any, path: str, data: Mapping[str, Any],
                                 vdi_uuid, scsi_id)
 
 
-def migrated_attached(origin: cinder_api.Published, path: str,
-                      data: Mapping[str, Any],
-                      device_info: Mapping[str, Any]
-                      ) -> cinder_api.Published | None:
+def migrated_attached(volume_id: str, origin: cinder_api.Published,
+                      path: str, data: Mapping[str, Any],
+                      device_info: Mapping[str, Any]) -> cinder_api.Published:
     """What a generic migration's copy of LVHD volume ``origin`` publishes.
 
     Read only: the same SR and VDI (the bytes were copied), the new LUN's
-    SCSI id.  A copy without the VDI or without a SCSI id publishes its SR
-    uuid only (logged), as a raw volume's.
+    SCSI id.  A copy without that SR, that VDI or a SCSI id is refused:
+    its SR uuid alone would make Nova introduce a raw ``iscsi`` SR (an
+    ``lvmoiscsi`` SR is plugged by ``SCSIid``) and hand the guest the
+    LUN's LVM metadata instead of its disk.
     """
     sr = privileged.inspect_lvhd(path)
-    if sr is None:
-        return None
-    scsi_id = hook.scsi_id_of(data, device_info)
-    if scsi_id and origin.vdi_uuid in {v["uuid"] for v in sr["vdis"]}:
-        return cinder_api.Published(sr["sr_uuid"], origin.sr_type,
-                                    origin.vdi_uuid, scsi_id)
-    LOG.error("Migrated LVHD volume: LUN %s has no SCSI id or no VDI %s; "
-              "publishing its SR uuid only", path, origin.vdi_uuid)
-    return cinder_api.Published(sr["sr_uuid"])
+    found = sr["sr_uuid"] if sr else None
+    if found != origin.sr_uuid:
+        raise _error(volume_id, STEP_INSPECT, path, "the migrated copy of "
+                     "LVHD SR %s holds %s" % (origin.sr_uuid, "SR %s" % found
+                                              if found else "no LVHD SR"),
+                     refused=True)
+    scsi_id = _scsi_id(volume_id, path, data, device_info)
+    _volume_vdi(volume_id, path, sr, origin.vdi_uuid)
+    return cinder_api.Published(origin.sr_uuid, origin.sr_type,
+                                origin.vdi_uuid, scsi_id)

@@ -576,3 +576,68 @@ class TestUserMetadata(LvhdCinderTestCase):
         # copy of their SR would be checked against theirs alone).
         self.assertEqual([theirs.id], cinder_api.volumes_publishing(
             stolen["xenapi_sr_uuid"]))
+
+
+class TestMigrationRefused(LvhdCinderTestCase):
+
+    def test_copy_without_scsi_id_fails_the_migration_volume_kept(self):
+        # The new LUN reports its SCSI id when it is made, and none when
+        # the wrapper reads the copy after the migration.
+        vtype = self.volume_type("lvhd-any", {
+            "xenapi_resign:sr_type": "lvmoiscsi"}, backend=None)
+        name = "keep " + self.id()[-20:]
+        vol = self.wait_volume(self.api.create(self.user, 1, name, "",
+                                               volume_type=vtype))
+        self.addCleanup(self.delete, vol)
+        here = vol.host.split("@")[1].split("#")[0]
+        there = next(n for n in harness.BACKENDS if n != here)
+        dest = self.backend(there)
+        real = dest.initialize_connection
+        copied = []
+
+        def no_scsi_id_after_copy(volume, connector):
+            info = real(volume, connector)
+            if copied:
+                info["data"].pop("scsi_wwn")
+            return info
+
+        def backend_update(*args):
+            copied.append(True)
+            raise NotImplementedError()
+
+        sr_uuid = nova_sr_uuid(iqn(vol))
+        vdi_uuid = str(uuid.uuid5(VDI_NAMESPACE, vol.id))
+        before = (test_real_cinder.sha256(self.lun(vol)),
+                  self.admin_metadata(vol))
+        with mock.patch.object(dest, "initialize_connection",
+                               no_scsi_id_after_copy), \
+                mock.patch.object(dest, "update_migrated_volume",
+                                  backend_update, create=True):
+            self.api.migrate_volume(self.cloud.admin, vol, "%s@%s#%s" % (
+                harness.HOST, there, there), None, True, False)
+            after = self.cloud.wait_for(
+                lambda: self.api.get(self.cloud.admin, vol.id),
+                lambda v: v.migration_status in ("success", "error"),
+                "the migration")
+        self.assertEqual([True], copied)
+        # Operator-visible: the migration failed; the volume stayed on its
+        # LUN, unchanged, with what was published for it.
+        self.assertEqual(("error", "available", vol.host),
+                         (after.migration_status, after.status, after.host))
+        self.assertEqual(before, (test_real_cinder.sha256(self.lun(vol)),
+                                  self.admin_metadata(vol)))
+        self.assert_connection(vol, sr_uuid, vdi_uuid)
+        # Cinder leaves the copy as a volume of its own: nothing is
+        # published for it and its attach is refused, never made raw.
+        [copy] = [v for v in self.api.get_all(
+            self.cloud.admin, filters={"display_name": name})
+            if v.id != vol.id]
+        self.addCleanup(self.delete, copy)
+        self.assertEqual(there, copy.host.split("@")[1].split("#")[0])
+        self.assertEqual({}, {k: v for k, v in self.admin_metadata(
+            copy).items() if k.startswith("xenapi_")})
+        from cinder import exception
+        self.assertRaises(exception.VolumeBackendAPIException,
+                          self.api.initialize_connection, self.user,
+                          self.api.get(self.user, copy.id),
+                          test_real_cinder.CONNECTOR)
