@@ -29,7 +29,9 @@ call and attribute goes to it.  These calls do more:
   either way.
 * ``update_migrated_volume`` (after a generic migration, on the
   destination): the SR UUID the copied LUN holds is read (nothing written)
-  and published, since the new target makes Nova compute another one.
+  and published, since the new target makes Nova compute another one; for
+  an LVHD volume a copy without its SR, VDI or SCSI id fails the
+  migration instead.
 * ``initialize_connection``: when the volume has a published SR UUID, the
   connection data gets ``sr_uuid`` and ``introduce_sr_keys`` (with the
   iSCSI device-config values ``target``, ``port``, ``targetIQN``, CHAP and
@@ -43,7 +45,10 @@ call and attribute goes to it.  These calls do more:
   with its own VDI; ``manage_existing`` inspects (or, asked, resigns) an
   imported LUN and publishes it; ``extend_volume``, ``retype``,
   ``copy_image_to_volume`` and ``copy_volume_to_image`` are refused before
-  anything changes, and the backend's ``clone_image`` is skipped.
+  anything changes, and the backend's ``clone_image`` is skipped; a
+  migration's new volume whose layout differs from its source's is
+  refused before the backend makes it; ``initialize_connection`` of an
+  LVHD-typed volume with nothing published for it is refused.
 
 Where the options are read, and why:
 

@@ -436,6 +436,8 @@ class TestRetype(LvhdCinderTestCase):
         vol = self.create()
         with open(self.lun(vol), "r+b") as f:
             f.write(os.urandom(MIB))
+        self.assertIsNone(self.assert_refused(vol, self.vtype,
+                                              "never").migration_status)
         self.assertEqual("error", self.assert_refused(
             vol, self.vtype, "on-demand").migration_status)
         self.assertNotIn("sr_uuid", self.published_to_user(vol))
@@ -447,6 +449,8 @@ class TestRetype(LvhdCinderTestCase):
         gold = self.volume_type("lvhd-gold", {
             "xenapi_resign:sr_type": "lvmoiscsi", "qos:tier": "gold"})
         old_lun = self.lun(vol)
+        self.assertIsNone(self.assert_refused(vol, gold,
+                                              "never").migration_status)
         after = self.retype(vol, gold, "on-demand")
         self.assertEqual(("available", gold.id),
                          (after.status, after.volume_type_id))
