@@ -176,7 +176,7 @@ def publish(volume: Any, update: dict, what: Published | None,
         update["admin_metadata"] = admin
 
 
-def driver_error(err: exception.VolumeResignError, final: bool = False
+def driver_error(err: exception.ResignException, final: bool = False
                  ) -> Exception:
     """The Cinder error for a hook error (the hook error without Cinder).
 

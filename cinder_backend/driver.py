@@ -46,9 +46,10 @@ call and attribute goes to it.  These calls do more:
   imported LUN and publishes it; ``extend_volume``, ``retype``,
   ``copy_image_to_volume`` and ``copy_volume_to_image`` are refused before
   anything changes, and the backend's ``clone_image`` is skipped; a
-  migration's new volume whose layout differs from its source's is
-  refused before the backend makes it; ``initialize_connection`` of an
-  LVHD-typed volume with nothing published for it is refused.
+  clone or a migration's new volume whose layout differs from its
+  source's is refused before the backend makes it;
+  ``initialize_connection`` of an LVHD-typed volume with nothing
+  published for it is refused.
 
 Where the options are read, and why:
 
@@ -230,8 +231,9 @@ class ResignVolumeDriver(object):
         """
         try:
             wanted = lvhd.wants_lvhd(volume)
-            lvhd.check_migration_target(
-                volume, cinder_api.migration_source(volume), wanted)
+            lvhd.check_same_layout(
+                volume, cinder_api.migration_source(volume), wanted,
+                "retype or migration")
         except exception.InvalidInput as err:
             raise self._error(err.msg) from err
         update = self._backend.create_volume(volume)
@@ -252,6 +254,7 @@ class ResignVolumeDriver(object):
 
     def create_volume_from_snapshot(self, volume: Any, snapshot: Any
                                     ) -> dict | None:
+        self._check_clone(volume, hook.vget(snapshot, "volume"))
         update = self._backend.create_volume_from_snapshot(volume, snapshot)
         return self._after_clone(volume, update, "snapshot %s"
                                  % hook.vget(snapshot, "id"),
@@ -259,6 +262,7 @@ class ResignVolumeDriver(object):
 
     def create_cloned_volume(self, volume: Any, src_vref: Any
                              ) -> dict | None:
+        self._check_clone(volume, src_vref)
         update = self._backend.create_cloned_volume(volume, src_vref)
         return self._after_clone(volume, update, "volume %s"
                                  % hook.vget(src_vref, "id"), src_vref)
@@ -468,6 +472,16 @@ class ResignVolumeDriver(object):
         return hook.resign_volume(self._backend, volume,
                                   conf=self.resign_conf, write=write,
                                   **self.attach_options(volume))
+
+    def _check_clone(self, volume: Any, source_volume: Any) -> None:
+        """Refuse, before the backend, a clone of the other layout; final."""
+        try:
+            lvhd.check_same_layout(volume, source_volume,
+                                   lvhd.wants_lvhd(volume), "clone")
+        except exception.InvalidInput as err:
+            raise self._error(err.msg) from err
+        except exception.LvhdVolumeOperationRefused as err:
+            raise cinder_api.driver_error(err, final=True) from err
 
     def _after_clone(self, volume: Any, update: Any, source: str,
                      source_volume: Any = None) -> dict | None:

@@ -113,28 +113,29 @@ def refuse(volume: Any, operation: str, reason: str, advice: str
         reason=reason, advice=advice)
 
 
-def check_migration_target(volume: Any, source: Any, wanted: bool) -> None:
-    """Refuse a migration's new volume whose layout differs from its source.
+def check_same_layout(volume: Any, source: Any, wanted: bool,
+                      operation: str) -> None:
+    """Refuse a new volume whose type's layout differs from its source's.
 
-    A generic migration copies the source LUN's bytes as they are: onto
-    an LVHD new volume they would overwrite its LVHD SR with raw data, and
-    an LVHD SR copied onto a raw-typed volume would be attached as LVHD
-    under a type that says raw.  Raised before the backend makes the LUN;
-    Cinder then fails the migration and a retype leaves the volume as it
-    was.
+    The new volume gets the source LUN's bytes as they are (a SAN clone
+    is them, a generic migration copies them): raw bytes on an LVHD-typed
+    volume are no SR Nova can attach (a migration would even write them
+    over the LVHD SR its create made), and an LVHD SR on a raw-typed
+    volume would be attached as LVHD under a type that says raw.  Raised
+    before the backend makes the LUN.
     """
     if source is None or is_lvhd(source) == wanted:
         return
     vtype = hook.vget(volume, "volume_type")
-    reason = ("a generic migration copies the LUN's bytes as they are, "
-              + ("so the raw bytes would overwrite the new LUN's LVHD SR"
-                 if wanted else "so the LVHD SR would land on a volume "
-                 "whose type says raw"))
-    raise refuse(source, "retype or migration to volume type %s"
-                 % (hook.vget(vtype, "name") or hook.vget(volume,
-                                                          "volume_type_id")),
-                 reason, "create a volume of the new type and copy the "
-                 "data across inside the guest")
+    raise refuse(
+        volume if wanted else source, "%s to volume type %s" % (
+            operation, hook.vget(vtype, "name")
+            or hook.vget(volume, "volume_type_id")),
+        "the new volume gets the source LUN's bytes as they are, so "
+        + ("raw bytes would be where the LVHD SR belongs" if wanted
+           else "the LVHD SR would land on a volume whose type says raw"),
+        "create a volume of the new type and copy the data across inside "
+        "the guest")
 
 
 def _error(volume_id: str, step: str, path: str, reason: str,

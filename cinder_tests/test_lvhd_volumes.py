@@ -276,6 +276,31 @@ class TestSnapshotAndClone(LvhdCinderTestCase):
         self.delete_snapshot(snap)
 
 
+class TestCloneAcrossLayouts(LvhdCinderTestCase):
+
+    def test_clone_to_the_other_layout_refused_before_the_backend(self):
+        raw_type = self.volume_type("raw", {})
+        raw = self.create(volume_type=raw_type)
+        with open(self.lun(raw), "r+b") as f:
+            f.write(os.urandom(MIB))
+        lvhd = self.lvhd_volume()
+        sources = {v.id: test_real_cinder.sha256(self.lun(v))
+                   for v in (raw, lvhd)}
+        calls = local_driver.LocalFileDriver.calls["loop"]
+        start = len(calls)
+        for src, vtype in ((raw, self.vtype), (lvhd, raw_type)):
+            new = self.create(source_volume=src, volume_type=vtype)
+            self.assertEqual(("error", vtype.id),
+                             (new.status, new.volume_type_id))
+            self.assertIsNone(cinder_api.published(new))
+            self.assertFalse(os.path.exists(self.lun(new)))
+        # Never rescheduled, the backend never asked to clone.
+        self.assertEqual([], [c for c in calls[start:] if c[0] in (
+            "create_cloned_volume", "create_volume")])
+        self.assertEqual(sources, {v.id: test_real_cinder.sha256(
+            self.lun(v)) for v in (raw, lvhd)})
+
+
 class TestImport(LvhdCinderTestCase):
 
     def lun_file(self, name, sr_uuid=IMPORTED_SR):

@@ -360,6 +360,24 @@ class TestClone(LvhdTestCase):
                          update["admin_metadata"])
         self.assertEqual(before, sha256(self.backend.path(src)))
 
+    def test_clone_of_the_other_layout_refused_before_the_backend(self):
+        # The new volume would get the source's bytes as they are.
+        raw = self.volume(SRC, vtype=None)
+        self.backend.create_volume(raw)
+        lvhd_src = self.lvhd_volume(VOL)
+        calls = list(self.backend.calls)
+        for new, src, named in (
+                (self.volume("new-1"), raw, "new-1"),
+                (self.volume("new-2", vtype=None), lvhd_src, VOL)):
+            for call in (self.wrapper.create_cloned_volume,
+                         lambda v, s: self.wrapper.create_volume_from_snapshot(
+                             v, {"id": "snap", "volume": s})):
+                err = self.assertRaises(
+                    exception.LvhdVolumeOperationRefused, call, new, src)
+                self.assertEqual(named, err.kwargs["volume_id"])
+                self.assertTrue(err.kwargs["operation"].startswith("clone"))
+        self.assertEqual(calls, self.backend.calls)
+
     def test_legacy_naming_still_gives_a_uuid5_sr(self):
         self.cfg.config(group="xenapi_resign", sr_naming="legacy")
         src = self.lvhd_volume(SRC)
