@@ -112,6 +112,20 @@ def published_sr_uuid(volume: Any) -> str | None:
     return found.sr_uuid if found else None
 
 
+def migration_source(volume: Any) -> Any | None:
+    """The volume a generic migration makes ``volume`` for, else None.
+
+    Cinder creates the new volume of a generic migration (and of a retype
+    that migrates) with ``migration_status = "target:<volume id>"``, then
+    copies the source LUN's bytes over it.  Without Cinder: None.
+    """
+    status = hook.vget(volume, "migration_status") or ""
+    if not (status.startswith("target:") and is_cinder_volume(volume)):
+        return None
+    return _cinder("objects").Volume.get_by_id(
+        _admin_context(), status[len("target:"):])
+
+
 def volumes_publishing(sr_uuid: str) -> list[str]:
     """Ids of the volumes Cinder has published ``sr_uuid`` for.
 
@@ -162,7 +176,7 @@ def publish(volume: Any, update: dict, what: Published | None,
         update["admin_metadata"] = admin
 
 
-def driver_error(err: exception.VolumeResignError, final: bool = False
+def driver_error(err: exception.ResignException, final: bool = False
                  ) -> Exception:
     """The Cinder error for a hook error (the hook error without Cinder).
 

@@ -29,7 +29,9 @@ call and attribute goes to it.  These calls do more:
   either way.
 * ``update_migrated_volume`` (after a generic migration, on the
   destination): the SR UUID the copied LUN holds is read (nothing written)
-  and published, since the new target makes Nova compute another one.
+  and published, since the new target makes Nova compute another one; for
+  an LVHD volume a copy without its SR, VDI or SCSI id fails the
+  migration instead.
 * ``initialize_connection``: when the volume has a published SR UUID, the
   connection data gets ``sr_uuid`` and ``introduce_sr_keys`` (with the
   iSCSI device-config values ``target``, ``port``, ``targetIQN``, CHAP and
@@ -43,7 +45,11 @@ call and attribute goes to it.  These calls do more:
   with its own VDI; ``manage_existing`` inspects (or, asked, resigns) an
   imported LUN and publishes it; ``extend_volume``, ``retype``,
   ``copy_image_to_volume`` and ``copy_volume_to_image`` are refused before
-  anything changes, and the backend's ``clone_image`` is skipped.
+  anything changes, and the backend's ``clone_image`` is skipped; a
+  clone or a migration's new volume whose layout differs from its
+  source's is refused before the backend makes it;
+  ``initialize_connection`` of an LVHD-typed volume with nothing
+  published for it is refused.
 
 Where the options are read, and why:
 
@@ -215,13 +221,19 @@ class ResignVolumeDriver(object):
     def create_volume(self, volume: Any) -> dict | None:
         """The backend's LUN; for an LVHD volume type, formatted and published.
 
-        The extra spec is checked before the backend makes anything.  A
+        The extra spec is checked before the backend makes anything, and
+        so is the layout of a generic migration's (or a migrating
+        retype's) new volume: Cinder copies the source LUN's bytes over
+        it, so both must be LVHD or both raw.  A
         failure after the LUN exists is final (no reschedule: the LUN is
         still there), the volume goes to ``error`` with Cinder's user
         message, and the LUN is detached; nothing is published.
         """
         try:
             wanted = lvhd.wants_lvhd(volume)
+            lvhd.check_same_layout(
+                volume, cinder_api.migration_source(volume), wanted,
+                "retype or migration")
         except exception.InvalidInput as err:
             raise self._error(err.msg) from err
         update = self._backend.create_volume(volume)
@@ -242,6 +254,7 @@ class ResignVolumeDriver(object):
 
     def create_volume_from_snapshot(self, volume: Any, snapshot: Any
                                     ) -> dict | None:
+        self._check_clone(volume, hook.vget(snapshot, "volume"))
         update = self._backend.create_volume_from_snapshot(volume, snapshot)
         return self._after_clone(volume, update, "snapshot %s"
                                  % hook.vget(snapshot, "id"),
@@ -249,6 +262,7 @@ class ResignVolumeDriver(object):
 
     def create_cloned_volume(self, volume: Any, src_vref: Any
                              ) -> dict | None:
+        self._check_clone(volume, src_vref)
         update = self._backend.create_cloned_volume(volume, src_vref)
         return self._after_clone(volume, update, "volume %s"
                                  % hook.vget(src_vref, "id"), src_vref)
@@ -392,13 +406,19 @@ class ResignVolumeDriver(object):
 
     def initialize_connection(self, volume: Any, connector: Any,
                               *args: Any, **kwargs: Any) -> Any:
+        found = cinder_api.published(volume)
+        if lvhd.wants_lvhd(volume) and not (found and found.is_lvhd):
+            raise lvhd.refuse(
+                volume, "attach", "nothing is published for it (a failed "
+                "create, or the copy a refused migration left), and "
+                "without its SR, VDI and SCSI id Nova would attach the "
+                "LUN as a raw iscsi SR: the guest would get the LVM "
+                "metadata, not its disk", "delete this volume; a LUN that "
+                "holds an LVHD SR can be imported again with cinder manage")
         info = self._backend.initialize_connection(volume, connector,
                                                    *args, **kwargs)
         if not (isinstance(info, Mapping)
-                and isinstance(info.get("data"), Mapping)):
-            return info
-        found = cinder_api.published(volume)
-        if found is None:
+                and isinstance(info.get("data"), Mapping)) or found is None:
             return info
         info = dict(info)
         if found.is_lvhd:
@@ -453,6 +473,16 @@ class ResignVolumeDriver(object):
                                   conf=self.resign_conf, write=write,
                                   **self.attach_options(volume))
 
+    def _check_clone(self, volume: Any, source_volume: Any) -> None:
+        """Refuse, before the backend, a clone of the other layout; final."""
+        try:
+            lvhd.check_same_layout(volume, source_volume,
+                                   lvhd.wants_lvhd(volume), "clone")
+        except exception.InvalidInput as err:
+            raise self._error(err.msg) from err
+        except exception.LvhdVolumeOperationRefused as err:
+            raise cinder_api.driver_error(err, final=True) from err
+
     def _after_clone(self, volume: Any, update: Any, source: str,
                      source_volume: Any = None) -> dict | None:
         """Resign a new volume made from ``source_volume``; publish it.
@@ -491,20 +521,33 @@ class ResignVolumeDriver(object):
         from_lvhd = origin is not None and origin.is_lvhd
         if not (from_lvhd or self.resign_enabled()):
             return
+        volume_id = str(hook.vget(volume, "id"))
         try:
             if from_lvhd:
                 what = self.run_attached(
-                    new_volume, functools.partial(lvhd.migrated_attached,
-                                                  origin), lvhd.STEP_INSPECT)
+                    new_volume, functools.partial(
+                        lvhd.migrated_attached, volume_id, origin),
+                    lvhd.STEP_INSPECT)
             else:
                 found = self.resign_volume(new_volume, write=False)
                 what = (cinder_api.Published(found["sr_uuid"]) if found
                         else None)
         except exception.VolumeResignError as err:
-            # The data moved; only the published uuid is missing.  Nova
-            # then finds no SR of its computed uuid and says so.
+            if from_lvhd:
+                # Fail the migration before Cinder swaps the records: the
+                # volume keeps its LUN and what is published for it; the
+                # copy keeps nothing, so its attach is refused.
+                LOG.error("Volume %s: migration refused, the volume stays "
+                          "on its LUN; the copy %s publishes nothing "
+                          "(delete it): %s", volume_id,
+                          hook.vget(new_volume, "id"), err)
+                cinder_api.publish(new_volume, {}, None)
+                raise cinder_api.driver_error(err) from err
+            # A raw volume's data moved; only the published uuid is
+            # missing.  Nova then finds no SR of its computed uuid and
+            # says so.
             LOG.error("Volume %s migrated, but its SR uuid cannot be read "
-                      "from the new LUN: %s", hook.vget(volume, "id"), err)
+                      "from the new LUN: %s", volume_id, err)
             return
         for record in (volume, new_volume):
             cinder_api.publish(record, {}, what,

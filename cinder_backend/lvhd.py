@@ -113,6 +113,31 @@ def refuse(volume: Any, operation: str, reason: str, advice: str
         reason=reason, advice=advice)
 
 
+def check_same_layout(volume: Any, source: Any, wanted: bool,
+                      operation: str) -> None:
+    """Refuse a new volume whose type's layout differs from its source's.
+
+    The new volume gets the source LUN's bytes as they are (a SAN clone
+    is them, a generic migration copies them): raw bytes on an LVHD-typed
+    volume are no SR Nova can attach (a migration would even write them
+    over the LVHD SR its create made), and an LVHD SR on a raw-typed
+    volume would be attached as LVHD under a type that says raw.  Raised
+    before the backend makes the LUN.
+    """
+    if source is None or is_lvhd(source) == wanted:
+        return
+    vtype = hook.vget(volume, "volume_type")
+    raise refuse(
+        volume if wanted else source, "%s to volume type %s" % (
+            operation, hook.vget(vtype, "name")
+            or hook.vget(volume, "volume_type_id")),
+        "the new volume gets the source LUN's bytes as they are, so "
+        + ("raw bytes would be where the LVHD SR belongs" if wanted
+           else "the LVHD SR would land on a volume whose type says raw"),
+        "create a volume of the new type and copy the data across inside "
+        "the guest")
+
+
 def _error(volume_id: str, step: str, path: str, reason: str,
            refused: bool = False) -> exception.LvhdVolumeError:
     cls = (exception.LvhdVolumeRefused if refused
@@ -250,23 +275,25 @@ def import_attached(volume: Any, path: str, data: Mapping[str, Any],
                                 vdi_uuid, scsi_id)
 
 
-def migrated_attached(origin: cinder_api.Published, path: str,
-                      data: Mapping[str, Any],
-                      device_info: Mapping[str, Any]
-                      ) -> cinder_api.Published | None:
+def migrated_attached(volume_id: str, origin: cinder_api.Published,
+                      path: str, data: Mapping[str, Any],
+                      device_info: Mapping[str, Any]) -> cinder_api.Published:
     """What a generic migration's copy of LVHD volume ``origin`` publishes.
 
     Read only: the same SR and VDI (the bytes were copied), the new LUN's
-    SCSI id.  A copy without the VDI or without a SCSI id publishes its SR
-    uuid only (logged), as a raw volume's.
+    SCSI id.  A copy without that SR, that VDI or a SCSI id is refused:
+    its SR uuid alone would make Nova introduce a raw ``iscsi`` SR (an
+    ``lvmoiscsi`` SR is plugged by ``SCSIid``) and hand the guest the
+    LUN's LVM metadata instead of its disk.
     """
     sr = privileged.inspect_lvhd(path)
-    if sr is None:
-        return None
-    scsi_id = hook.scsi_id_of(data, device_info)
-    if scsi_id and origin.vdi_uuid in {v["uuid"] for v in sr["vdis"]}:
-        return cinder_api.Published(sr["sr_uuid"], origin.sr_type,
-                                    origin.vdi_uuid, scsi_id)
-    LOG.error("Migrated LVHD volume: LUN %s has no SCSI id or no VDI %s; "
-              "publishing its SR uuid only", path, origin.vdi_uuid)
-    return cinder_api.Published(sr["sr_uuid"])
+    found = sr["sr_uuid"] if sr else None
+    if found != origin.sr_uuid:
+        raise _error(volume_id, STEP_INSPECT, path, "the migrated copy of "
+                     "LVHD SR %s holds %s" % (origin.sr_uuid, "SR %s" % found
+                                              if found else "no LVHD SR"),
+                     refused=True)
+    scsi_id = _scsi_id(volume_id, path, data, device_info)
+    _volume_vdi(volume_id, path, sr, origin.vdi_uuid)
+    return cinder_api.Published(origin.sr_uuid, origin.sr_type,
+                                origin.vdi_uuid, scsi_id)

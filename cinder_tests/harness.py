@@ -50,6 +50,12 @@ def _write_conf(root: str) -> str:
         # Heartbeats are green threads; a test's blocking lvm2 commands on
         # a shared CPU must not make the scheduler think a service is down.
         "service_down_time = 3600",
+        # One project runs every test of a process; group volumes stay
+        # until the process ends (Cinder's default quota is 10 volumes).
+        "quota_volumes = -1",
+        "quota_snapshots = -1",
+        "quota_gigabytes = -1",
+        "quota_groups = -1",
         "[database]",
         "connection = sqlite:///%s/cinder.sqlite" % root,
         "[oslo_concurrency]",

@@ -276,6 +276,31 @@ class TestSnapshotAndClone(LvhdCinderTestCase):
         self.delete_snapshot(snap)
 
 
+class TestCloneAcrossLayouts(LvhdCinderTestCase):
+
+    def test_clone_to_the_other_layout_refused_before_the_backend(self):
+        raw_type = self.volume_type("raw", {})
+        raw = self.create(volume_type=raw_type)
+        with open(self.lun(raw), "r+b") as f:
+            f.write(os.urandom(MIB))
+        lvhd = self.lvhd_volume()
+        sources = {v.id: test_real_cinder.sha256(self.lun(v))
+                   for v in (raw, lvhd)}
+        calls = local_driver.LocalFileDriver.calls["loop"]
+        start = len(calls)
+        for src, vtype in ((raw, self.vtype), (lvhd, raw_type)):
+            new = self.create(source_volume=src, volume_type=vtype)
+            self.assertEqual(("error", vtype.id),
+                             (new.status, new.volume_type_id))
+            self.assertIsNone(cinder_api.published(new))
+            self.assertFalse(os.path.exists(self.lun(new)))
+        # Never rescheduled, the backend never asked to clone.
+        self.assertEqual([], [c for c in calls[start:] if c[0] in (
+            "create_cloned_volume", "create_volume")])
+        self.assertEqual(sources, {v.id: test_real_cinder.sha256(
+            self.lun(v)) for v in (raw, lvhd)})
+
+
 class TestImport(LvhdCinderTestCase):
 
     def lun_file(self, name, sr_uuid=IMPORTED_SR):
@@ -385,3 +410,263 @@ class TestMigration(LvhdCinderTestCase):
         self.assert_volume_lun(vol, sr_uuid, vdi_uuid, "vol")
         self.assert_published(vol, sr_uuid, vdi_uuid)
         self.assert_connection(vol, sr_uuid, vdi_uuid)
+
+
+class TestRetype(LvhdCinderTestCase):
+    """Retype across the layout: refused whatever the migration policy."""
+
+    def retype(self, vol, vtype, policy):
+        self.api.retype(self.user, self.api.get(self.user, vol.id), vtype.id,
+                        migration_policy=policy)
+        return self.cloud.wait_for(
+            lambda: self.api.get(self.cloud.admin, vol.id),
+            lambda v: v.status != "retyping" and v.migration_status not in (
+                "starting", "migrating", "completing"), "retype")
+
+    def luns(self):
+        return {name: sorted(os.listdir(self.backend(name).root))
+                for name in harness.BACKENDS}
+
+    def assert_refused(self, vol, vtype, policy):
+        """Back to available with its type, LUN, record; nothing made."""
+        path = self.lun(vol)
+        before = (test_real_cinder.sha256(path), self.admin_metadata(vol),
+                  self.luns())
+        calls = {n: len(local_driver.LocalFileDriver.calls[n])
+                 for n in harness.BACKENDS}
+        after = self.retype(vol, vtype, policy)
+        self.assertEqual(("available", vol.volume_type_id, vol.host),
+                         (after.status, after.volume_type_id, after.host))
+        self.assertEqual(before, (test_real_cinder.sha256(path),
+                                  self.admin_metadata(vol), self.luns()))
+        made = [c for n in harness.BACKENDS
+                for c in local_driver.LocalFileDriver.calls[n][calls[n]:]
+                if c[0] == "create_volume"]
+        self.assertEqual([], made)
+        return after
+
+    def test_lvhd_to_raw_refused_for_never_and_on_demand(self):
+        vol = self.lvhd_volume()
+        raw = self.volume_type("raw", {})
+        self.assertIsNone(self.assert_refused(vol, raw,
+                                              "never").migration_status)
+        # on-demand: the driver's refusal makes Cinder try a generic
+        # migration, whose new LUN (raw type) the wrapper refuses to make.
+        self.assertEqual("error", self.assert_refused(
+            vol, raw, "on-demand").migration_status)
+        self.assert_published(vol, nova_sr_uuid(iqn(vol)),
+                              str(uuid.uuid5(VDI_NAMESPACE, vol.id)))
+
+    def test_raw_to_lvhd_on_demand_refused_no_copy_over_the_layout(self):
+        vol = self.create()
+        with open(self.lun(vol), "r+b") as f:
+            f.write(os.urandom(MIB))
+        self.assertIsNone(self.assert_refused(vol, self.vtype,
+                                              "never").migration_status)
+        self.assertEqual("error", self.assert_refused(
+            vol, self.vtype, "on-demand").migration_status)
+        self.assertNotIn("sr_uuid", self.published_to_user(vol))
+
+    def test_lvhd_to_lvhd_on_demand_migrates_and_republishes(self):
+        vol = self.lvhd_volume("my data")
+        sr_uuid = nova_sr_uuid(iqn(vol))
+        vdi_uuid = str(uuid.uuid5(VDI_NAMESPACE, vol.id))
+        gold = self.volume_type("lvhd-gold", {
+            "xenapi_resign:sr_type": "lvmoiscsi", "qos:tier": "gold"})
+        old_lun = self.lun(vol)
+        self.assertIsNone(self.assert_refused(vol, gold,
+                                              "never").migration_status)
+        after = self.retype(vol, gold, "on-demand")
+        self.assertEqual(("available", gold.id),
+                         (after.status, after.volume_type_id))
+        # A new LUN (a new target), the same SR and VDI, republished.
+        self.assertNotEqual(old_lun, self.lun(after))
+        self.assertNotEqual(sr_uuid, nova_sr_uuid(iqn(after)))
+        self.assert_volume_lun(after, sr_uuid, vdi_uuid, "my data")
+        self.assert_published(after, sr_uuid, vdi_uuid)
+        self.assert_connection(after, sr_uuid, vdi_uuid)
+
+
+class TestGroupFromSource(LvhdCinderTestCase):
+
+    def lvhd_group(self, backend):
+        from cinder import objects
+        from cinder.volume import group_types
+        gtype = group_types.create(self.cloud.admin, "gt-" + self.id()[-40:],
+                                   {})
+        vtype = self.volume_type("lvhd-g", {
+            "xenapi_resign:sr_type": "lvmoiscsi"}, backend=backend)
+        group = self.cloud.group_api.create(
+            self.user, "g", "", gtype["id"], [vtype.id])
+        group = self.wait_group(group)
+        vols = [self.wait_volume(self.api.create(
+            self.user, 1, "disk %d" % i, "", volume_type=vtype,
+            group=objects.Group.get_by_id(self.cloud.admin, group.id)))
+            for i in range(2)]
+        self.assertEqual(["available"] * 2, [v.status for v in vols])
+        return group, vols
+
+    def wait_group(self, group):
+        group = self.cloud.wait_for(
+            lambda: self.cloud.group_api.get(self.user, group.id),
+            lambda g: g.status != "creating", "group %s" % group.id)
+        self.assertEqual("available", group.status)
+        return group
+
+    def check(self, backend):
+        group, sources = self.lvhd_group(backend)
+        before = {v.id: test_real_cinder.sha256(self.lun(v))
+                  for v in sources}
+        src_vdis = {v.id: self.published_to_user(v)["vdi_uuid"]
+                    for v in sources}
+        new = self.wait_group(self.cloud.group_api.create_from_src(
+            self.user, "g2", "", source_group_id=group.id))
+        vols = self.api.get_all(self.cloud.admin,
+                                filters={"group_id": new.id})
+        self.assertEqual(2, len(vols))
+        seen = set()
+        for vol in vols:
+            self.assertEqual("available", vol.status)
+            src = next(s for s in sources if s.id == vol.source_volid)
+            sr_uuid = nova_sr_uuid(iqn(vol))
+            vdi_uuid = self.published_to_user(vol)["vdi_uuid"]
+            # Its own uuid5 SR, its own VDI, labelled as its source's.
+            self.assertNotIn(vdi_uuid, src_vdis.values())
+            self.assert_volume_lun(vol, sr_uuid, vdi_uuid, src.display_name)
+            self.assert_published(vol, sr_uuid, vdi_uuid)
+            self.assert_connection(vol, sr_uuid, vdi_uuid)
+            seen |= {sr_uuid, vdi_uuid}
+        # Four volumes, four SRs and four VDIs.
+        self.assertEqual(4, len(seen))
+        self.assertEqual(4, len({nova_sr_uuid(iqn(v))
+                                 for v in list(vols) + sources}))
+        self.assertEqual(before, {v.id: test_real_cinder.sha256(self.lun(v))
+                                  for v in sources})
+        return vols
+
+    def test_generic_fallback_goes_through_the_hooked_clone(self):
+        vols = self.check("loop")
+        calls = local_driver.LocalFileDriver.calls["loop"]
+        self.assertEqual(sorted(v.id for v in vols), sorted(
+            c[1] for c in calls if c[0] == "create_cloned_volume"
+            and c[1] in {v.id for v in vols}))
+
+    def test_native_group_copy(self):
+        vols = self.check("native")
+        calls = local_driver.LocalFileDriver.calls["native"]
+        self.assertIn("create_group_from_src", [c[0] for c in calls])
+        self.assertEqual([], [c for c in calls if c[0] in (
+            "create_cloned_volume", "create_volume")
+            and c[1] in {v.id for v in vols}])
+
+
+class TestUserMetadata(LvhdCinderTestCase):
+    """User metadata never feeds initialize_connection."""
+
+    def test_user_keys_cannot_point_a_volume_at_another_tenants_sr(self):
+        from cinder import context
+        from cinder import exception
+        other = context.RequestContext("user-2", "project-2", is_admin=False,
+                                       roles=["member", "reader"])
+        theirs = self.wait_volume(self.api.create(
+            other, 1, "theirs", "", volume_type=self.vtype), other)
+        self.addCleanup(self.delete, theirs)
+        self.assertEqual("available", theirs.status)
+        stolen = {k: v for k, v in self.admin_metadata(theirs).items()
+                  if k.startswith("xenapi_")}
+        self.assertEqual(nova_sr_uuid(iqn(theirs)), stolen["xenapi_sr_uuid"])
+        raw = self.create()
+        lvhd = self.lvhd_volume()
+        own = self.published_to_user(lvhd)
+        for vol in (raw, lvhd):
+            keys = dict(stolen, xenapi_sr_volume_id=vol.id)
+            self.api.update_volume_metadata(
+                self.user, self.api.get(self.user, vol.id), keys)
+            self.assertEqual(keys, {
+                k: v for k, v in self.api.get_volume_metadata(
+                    self.user, self.api.get(self.user, vol.id)).items()
+                if k.startswith("xenapi_")})
+            # Admin metadata is the admin's: a user cannot write it.
+            self.assertRaises(
+                exception.PolicyNotAuthorized,
+                self.api.update_volume_admin_metadata, self.user,
+                self.api.get(self.user, vol.id), keys)
+        # The raw volume still publishes nothing, the LVHD one its own.
+        data = self.published_to_user(raw)
+        self.assertEqual([], [k for k in ("sr_uuid", "sr_type", "vdi_uuid",
+                                          "SCSIid", "introduce_sr_keys")
+                              if k in data])
+        self.assertEqual({}, {k: v for k, v in self.admin_metadata(
+            raw).items() if k.startswith("xenapi_")})
+        self.assertEqual(own, self.published_to_user(lvhd))
+        self.assert_connection(lvhd, nova_sr_uuid(iqn(lvhd)),
+                               str(uuid.uuid5(VDI_NAMESPACE, lvhd.id)))
+        # Nor does user metadata count as a publication (an import of a
+        # copy of their SR would be checked against theirs alone).
+        self.assertEqual([theirs.id], cinder_api.volumes_publishing(
+            stolen["xenapi_sr_uuid"]))
+
+
+class TestMigrationRefused(LvhdCinderTestCase):
+
+    def test_copy_without_scsi_id_fails_the_migration_volume_kept(self):
+        # The new LUN reports its SCSI id when it is made, and none when
+        # the wrapper reads the copy after the migration.
+        vtype = self.volume_type("lvhd-any", {
+            "xenapi_resign:sr_type": "lvmoiscsi"}, backend=None)
+        name = "keep " + self.id()[-20:]
+        vol = self.wait_volume(self.api.create(self.user, 1, name, "",
+                                               volume_type=vtype))
+        self.addCleanup(self.delete, vol)
+        here = vol.host.split("@")[1].split("#")[0]
+        there = next(n for n in harness.BACKENDS if n != here)
+        dest = self.backend(there)
+        real = dest.initialize_connection
+        copied = []
+
+        def no_scsi_id_after_copy(volume, connector):
+            info = real(volume, connector)
+            if copied:
+                info["data"].pop("scsi_wwn")
+            return info
+
+        def backend_update(*args):
+            copied.append(True)
+            raise NotImplementedError()
+
+        sr_uuid = nova_sr_uuid(iqn(vol))
+        vdi_uuid = str(uuid.uuid5(VDI_NAMESPACE, vol.id))
+        before = (test_real_cinder.sha256(self.lun(vol)),
+                  self.admin_metadata(vol))
+        with mock.patch.object(dest, "initialize_connection",
+                               no_scsi_id_after_copy), \
+                mock.patch.object(dest, "update_migrated_volume",
+                                  backend_update, create=True):
+            self.api.migrate_volume(self.cloud.admin, vol, "%s@%s#%s" % (
+                harness.HOST, there, there), None, True, False)
+            after = self.cloud.wait_for(
+                lambda: self.api.get(self.cloud.admin, vol.id),
+                lambda v: v.migration_status in ("success", "error"),
+                "the migration")
+        self.assertEqual([True], copied)
+        # Operator-visible: the migration failed; the volume stayed on its
+        # LUN, unchanged, with what was published for it.
+        self.assertEqual(("error", "available", vol.host),
+                         (after.migration_status, after.status, after.host))
+        self.assertEqual(before, (test_real_cinder.sha256(self.lun(vol)),
+                                  self.admin_metadata(vol)))
+        self.assert_connection(vol, sr_uuid, vdi_uuid)
+        # Cinder leaves the copy as a volume of its own: nothing is
+        # published for it and its attach is refused, never made raw.
+        [copy] = [v for v in self.api.get_all(
+            self.cloud.admin, filters={"display_name": name})
+            if v.id != vol.id]
+        self.addCleanup(self.delete, copy)
+        self.assertEqual(there, copy.host.split("@")[1].split("#")[0])
+        self.assertEqual({}, {k: v for k, v in self.admin_metadata(
+            copy).items() if k.startswith("xenapi_")})
+        from cinder import exception
+        self.assertRaises(exception.VolumeBackendAPIException,
+                          self.api.initialize_connection, self.user,
+                          self.api.get(self.user, copy.id),
+                          test_real_cinder.CONNECTOR)

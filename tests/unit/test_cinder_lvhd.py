@@ -268,10 +268,76 @@ class TestConnection(LvhdTestCase):
 
     def test_inherited_record_ignored(self):
         src = self.lvhd_volume(SRC)
-        vol = self.volume(admin_metadata=dict(src["admin_metadata"]))
-        self.assertIsNone(cinder_api.published(vol))
+        raw = self.volume(vtype=None,
+                          admin_metadata=dict(src["admin_metadata"]))
+        self.assertIsNone(cinder_api.published(raw))
         self.assertNotIn("sr_uuid", self.wrapper.initialize_connection(
-            vol, {})["data"])
+            raw, {})["data"])
+
+    def test_lvhd_type_with_nothing_published_refused_before_backend(self):
+        # Attached raw, the guest would get the LUN's LVM metadata.
+        src = self.lvhd_volume(SRC)
+        calls = list(self.backend.calls)
+        for vol in (self.volume(), self.volume(
+                admin_metadata=dict(src["admin_metadata"]))):
+            err = self.assertRaises(exception.LvhdVolumeOperationRefused,
+                                    self.wrapper.initialize_connection,
+                                    vol, {})
+            self.assertEqual((VOL, "attach"), (err.kwargs["volume_id"],
+                                               err.kwargs["operation"]))
+        self.assertEqual(calls, self.backend.calls)
+
+
+class TestMigrated(LvhdTestCase):
+    """update_migrated_volume of an LVHD volume: all of it, or refused."""
+
+    def setUp(self):
+        super().setUp()
+        self.src = self.lvhd_volume(SRC)
+        self.published = []
+
+    def migrated(self, new):
+        """update_migrated_volume; what it published goes to .published."""
+        with mock.patch.object(
+                cinder_api, "publish", lambda vol, update, what,
+                owner_id=None: self.published.append(
+                    (vol["id"], what, owner_id))):
+            return self.wrapper.update_migrated_volume(None, self.src, new,
+                                                       "available")
+
+    def copy(self):
+        new = self.volume(VOL)
+        san_mod.sparse_copy(self.backend.path(self.src),
+                            self.backend.path(new))
+        return new
+
+    def test_copy_republished_with_the_new_scsi_id(self):
+        # The backend has no update_migrated_volume: Cinder's default
+        # model update still applies, after the wrapper published.
+        self.assertRaises(NotImplementedError, self.migrated, self.copy())
+        what = cinder_api.Published(
+            nova_sr_uuid(SRC), "lvmoiscsi", str(uuid.uuid5(VDI_NAMESPACE,
+                                                           SRC)),
+            scsi_id(VOL))
+        self.assertEqual([(SRC, what, SRC), (VOL, what, SRC)],
+                         self.published)
+
+    def test_copy_without_scsi_id_refused(self):
+        new = self.copy()
+        ImageDriver.report_scsi_id = False
+        err = self.assertRaises(exception.LvhdVolumeRefused, self.migrated,
+                                new)
+        self.assertIn("SCSI id", str(err))
+        self.assertEqual(SRC, err.kwargs["volume_id"])
+        # The copy keeps nothing published; the volume what it had.
+        self.assertEqual([(VOL, None, None)], self.published)
+
+    def test_copy_holding_another_sr_refused(self):
+        err = self.assertRaises(exception.LvhdVolumeRefused, self.migrated,
+                                self.lvhd_volume(VOL))
+        self.assertIn("LVHD SR %s holds SR %s" % (
+            nova_sr_uuid(SRC), nova_sr_uuid(VOL)), str(err))
+        self.assertEqual([(VOL, None, None)], self.published)
 
 
 class TestClone(LvhdTestCase):
@@ -293,6 +359,24 @@ class TestClone(LvhdTestCase):
                           "xenapi_sr_volume_id": VOL},
                          update["admin_metadata"])
         self.assertEqual(before, sha256(self.backend.path(src)))
+
+    def test_clone_of_the_other_layout_refused_before_the_backend(self):
+        # The new volume would get the source's bytes as they are.
+        raw = self.volume(SRC, vtype=None)
+        self.backend.create_volume(raw)
+        lvhd_src = self.lvhd_volume(VOL)
+        calls = list(self.backend.calls)
+        for new, src, named in (
+                (self.volume("new-1"), raw, "new-1"),
+                (self.volume("new-2", vtype=None), lvhd_src, VOL)):
+            for call in (self.wrapper.create_cloned_volume,
+                         lambda v, s: self.wrapper.create_volume_from_snapshot(
+                             v, {"id": "snap", "volume": s})):
+                err = self.assertRaises(
+                    exception.LvhdVolumeOperationRefused, call, new, src)
+                self.assertEqual(named, err.kwargs["volume_id"])
+                self.assertTrue(err.kwargs["operation"].startswith("clone"))
+        self.assertEqual(calls, self.backend.calls)
 
     def test_legacy_naming_still_gives_a_uuid5_sr(self):
         self.cfg.config(group="xenapi_resign", sr_naming="legacy")
