@@ -50,6 +50,8 @@ class LocalFileDriver(driver.VolumeDriver):
     """Sparse LUN files; ``local`` connections on loop devices."""
 
     VERSION = "1.0.0"
+    #: Reported free and total capacity (see NativeGroupDriver).
+    CAPACITY_GB: int | str = 10240
     # The calls of every instance, by backend name (one process, many
     # services: the test reads them from here).
     calls: dict = {}
@@ -87,8 +89,8 @@ class LocalFileDriver(driver.VolumeDriver):
                 "volume_backend_name": self.backend_name,
                 "vendor_name": "test", "driver_version": self.VERSION,
                 "storage_protocol": "local",
-                "total_capacity_gb": "infinite",
-                "free_capacity_gb": "infinite",
+                "total_capacity_gb": self.CAPACITY_GB,
+                "free_capacity_gb": self.CAPACITY_GB,
                 "reserved_percentage": 0,
                 "consistent_group_snapshot_enabled": False,
                 "multiattach": False, "thin_provisioning_support": True}
@@ -205,7 +207,14 @@ class LocalFileDriver(driver.VolumeDriver):
 
 
 class NativeGroupDriver(LocalFileDriver):
-    """A backend that copies a whole group in one call."""
+    """A backend that copies a whole group in one call.
+
+    It reports ``infinite`` capacity, which Cinder's capacity weigher
+    ranks last: a volume of a type that names no backend always lands on
+    ``loop``, never on this one by the scheduler's chance.
+    """
+
+    CAPACITY_GB = "infinite"
 
     def create_group_from_src(self, context, group, volumes,
                               group_snapshot=None, snapshots=None,
