@@ -32,8 +32,8 @@ TIMING = protocol.DEFAULT_TIMING
 VOL_SHARED = "55555555-6666-4777-8888-999999999999"
 
 
-class Killed(Exception):
-    """The source's nova-compute died here."""
+class Killed(BaseException):
+    """The source's nova-compute died here (no handler of it runs on)."""
 
 
 class LeaseTestCase(LvhdVolumeTestCase):
@@ -183,15 +183,32 @@ class TestMigration(LeaseTestCase):
         self.assertEqual(["false"], [v["leaf-coalesce"] for v in vdis])
         steps = []
 
+        lun = volume_lease.lease_for_connection(
+            bdm["connection_info"]["data"]).device[len(simlease.BY_ID):]
+        pool0 = self.pools.sim.pools[0]
+        dom0 = simlease.host_state(pool0, pool0.master)
+        from nova.virt.xenapi import volume_utils as nova_volume_utils
+        original = nova_volume_utils.forget_sr
+
+        def forget(session, sr_ref):
+            # Nova's tidy-up, after VM.migrate_send: the source handed the
+            # lease over (reserved for the destination) while the SR was
+            # still plugged and its LUN visible in dom0, GC held off.
+            latest = self.on_lun()
+            steps.append(("handed over", latest.held, latest.next_owner,
+                          lun in dom0.luns,
+                          self.other_config(0, sr_uuid)))
+            original(session, sr_ref)
+        self.useFixture(fixtures.MonkeyPatch(
+            "nova.virt.xenapi.volume_utils.forget_sr", forget))
+
         def post(context, inst, host, block_migration, migrate_data):
-            # Nova's tidy-up forgot the source's SR; the lease is still
-            # the source's until it hands it over.
-            steps.append(("forgotten", self.sr_exists(0, sr_uuid)))
-            self.assert_owner(0)
+            # SM logged out of the target with its last SR: the source's
+            # dom0 no longer sees the LUN.
+            steps.append(("forgotten", self.sr_exists(0, sr_uuid),
+                          lun in dom0.luns))
             self.source.post_live_migration(context, inst, info,
                                             migrate_data)
-            latest = self.on_lun()
-            steps.append(("handed over", latest.held, latest.next_owner))
             self.dest.post_live_migration_at_destination(
                 context, inst, [], block_migration, info)
 
@@ -201,8 +218,10 @@ class TestMigration(LeaseTestCase):
         self.source.live_migration(self.ctx, instance, "pool1-host0", post,
                                    recover, True, data)
 
-        self.assertEqual([("forgotten", False),
-                          ("handed over", False, self.owner(1))], steps)
+        self.assertEqual(
+            [("handed over", False, self.owner(1), True,
+              ({"gc": "false"}, [{"leaf-coalesce": "false"}])),
+             ("forgotten", False, False)], steps)
         # The destination's offer never reached XAPI's VM.migrate_send.
         self.assertEqual(set(), set(volume_lease.DEST_KEYS)
                          & set(data.migrate_send_data))
@@ -220,6 +239,7 @@ class TestMigration(LeaseTestCase):
     def test_destination_dies_before_acquire_lease_expires_safely(self):
         instance, vm_uuid, bdm, sr_uuid = self.booted()
         info, data = self.prepare(instance, bdm)
+        params = dict(self.device_config(1, sr_uuid), sr_type="lvmoiscsi")
 
         def post(context, inst, host, block_migration, migrate_data):
             self.source.post_live_migration(context, inst, info,
@@ -235,8 +255,11 @@ class TestMigration(LeaseTestCase):
                          (latest.held, latest.next_owner))
         self.assertEqual("false", self.other_config(1, sr_uuid)[0]["gc"])
         self.assert_no_hazard()
-        # Anyone else (here the source's host) takes it only after D + T
-        # of silence by its own clock.
+        # Anyone else (here the source's host, which has to plug the SR
+        # again to see the LUN) takes it only after D + T of silence by
+        # its own clock.
+        volume_utils.introduce_sr(self.source._session, sr_uuid, "volume",
+                                  params, hold_gc=True)
         self.take_over(0, self.source, bdm)
 
     def test_source_killed_after_migrate_send(self):
@@ -246,8 +269,9 @@ class TestMigration(LeaseTestCase):
         def killed(session, sr_ref):
             self.kill_host(0)
             raise Killed()
+        # It dies right after VM.migrate_send, as it starts the hand-over.
         self.useFixture(fixtures.MonkeyPatch(
-            "nova.virt.xenapi.volume_utils.forget_sr", killed))
+            "nova_xenapi_resign.xenapi.volume_lease.hold_off_gc", killed))
         self.assertRaises(Killed, self.source.live_migration, self.ctx,
                           instance, "pool1-host0",
                           lambda *a: self.fail("post"),

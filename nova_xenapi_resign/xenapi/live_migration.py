@@ -217,7 +217,8 @@ def inject_source_sr_uuids(block_device_info: Mapping[str, Any] | None,
     return new_info
 
 
-def _sr_in_use(session: Any, sr_ref: str) -> bool:
+def sr_in_use(session: Any, sr_ref: str) -> bool:
+    """Whether a VBD (plugged or not) uses a VDI of the SR."""
     for vdi_ref in session.call_xenapi("SR.get_VDIs", sr_ref):
         if session.call_xenapi("VDI.get_VBDs", vdi_ref):
             return True
@@ -244,7 +245,7 @@ def forget_introduced_srs(session: Any,
             sr_ref = volume_utils.find_sr_by_uuid(session, sr_uuid)
             if sr_ref is None:
                 continue
-            if _sr_in_use(session, sr_ref):
+            if sr_in_use(session, sr_ref):
                 LOG.warning("Rollback: SR %s is in use by a VBD; not "
                             "forgetting it", sr_uuid)
                 continue

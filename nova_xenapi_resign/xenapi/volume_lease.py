@@ -8,7 +8,9 @@ garbage collector):
 
 * attach: the SR is introduced with its GC held off (SR ``other_config``
   ``gc=false``), the lease is acquired, then the GC is let run;
-* detach: once the SR is forgotten, the lease is released;
+* detach: once no VBD uses the SR, its GC is held off and the lease
+  released, then the SR is unplugged and forgotten (dom0 sees the LUN only
+  while an SR on its target is plugged);
 * a :class:`Renewer` renews every held lease every ``D / 3`` with one
   ``renew_many`` call per host, and holds off the GC of an SR whose renewal
   failed (the lease may be someone else's by now);
@@ -202,8 +204,16 @@ class LeaseClient(object):
                          next_host=to.host)
 
     def renew_many(self, leases: Iterable[VolumeLease]) -> dict:
+        return self._many("renew_many", leases)
+
+    def acquire_many(self, leases: Iterable[VolumeLease]) -> dict:
+        """Acquire several SRs' leases with one watch and one claim wait."""
+        return self._many("acquire_many", leases)
+
+    def _many(self, fn: str, leases: Iterable[VolumeLease]) -> dict:
+        """``{sr uuid: record or [error class, message]}``; never per SR."""
         items = [{"device": x.device, "sr_uuid": x.sr_uuid} for x in leases]
-        return self.call("renew_many", leases=json.dumps(items))
+        return self.call(fn, leases=json.dumps(items))
 
 
 # --- what this host holds ----------------------------------------------------
@@ -300,22 +310,6 @@ def take(client: LeaseClient, renewer: Renewer, lease: VolumeLease,
     renewer.add(lease, sr_ref)
     resume(client.session, sr_ref, vdis=vdis)
     LOG.info("Holding the lease of volume SR %s", lease.sr_uuid)
-
-
-def release_forgotten(client: LeaseClient, renewer: Renewer,
-                      sr_refs: Mapping[str, str]) -> list[str]:
-    """Release the leases of held SRs (``{sr uuid: ref}``) now forgotten."""
-    released = []
-    for sr_uuid, sr_ref in sr_refs.items():
-        if volume_utils.find_sr_by_uuid(client.session, sr_uuid):
-            continue
-        held = renewer.drop(sr_uuid)
-        if held is None:
-            continue
-        client.release(held.lease)
-        released.append(sr_uuid)
-        LOG.info("Released the lease of forgotten volume SR %s", sr_uuid)
-    return released
 
 
 # --- live migration ----------------------------------------------------------
@@ -441,49 +435,105 @@ def report_stale(client: LeaseClient, renewer: Renewer) -> list[str]:
     return stale
 
 
-def hand_over_forgotten(client: LeaseClient, renewer: Renewer,
-                        leases: Iterable[VolumeLease],
-                        to: rec.Owner) -> list[str]:
-    """Source, after the migration: hand over each SR it has forgotten.
+def _quiesce(session: Any, sr_ref: str) -> None:
+    """Hold off sm's GC and leaf-coalesce; refuse while a VBD uses the SR.
 
-    An SR still known here is kept (and its lease with it): handing it over
-    would leave it plugged in a pool without the lease.
+    One ``VDI.get_record`` per VDI gives both its VBDs and other_config.
+    """
+    hold_off_gc(session, sr_ref)
+    for vdi in session.call_xenapi("SR.get_VDIs", sr_ref):
+        record = session.call_xenapi("VDI.get_record", vdi)
+        if record.get("VBDs"):
+            raise exception.LeaseError(
+                sr=sr_ref, device="-", reason="VDI %s still has a VBD"
+                % record.get("uuid"))
+        config = dict(record.get("other_config") or {})
+        if config.get(LEAF_COALESCE_KEY) != "false":
+            config[LEAF_COALESCE_KEY] = "false"
+            session.call_xenapi("VDI.set_other_config", vdi, config)
+
+
+def hand_over_before_forget(client: LeaseClient, renewer: Renewer,
+                            leases: Iterable[VolumeLease], to: rec.Owner,
+                            sr_refs: Mapping[str, str]) -> list[str]:
+    """Source, after ``VM.migrate_send``, before Nova forgets its SRs.
+
+    The SR is still plugged, so dom0 still sees the LUN (SM logs out of the
+    target when its last SR detaches).  Each SR (``sr_refs``: {uuid: ref},
+    what the pre-check read) gets ``gc=false`` and its VDIs
+    ``leaf-coalesce=false`` while no VBD uses it, then its lease is handed
+    over, reserved for ``to``.  Never raises: an SR that cannot be
+    quiesced or handed over is only dropped from the renewer (its lease
+    expires after ``D``; the destination takes it after ``D + T``).
     """
     handed = []
     for lease in leases:
-        if volume_utils.find_sr_by_uuid(client.session, lease.sr_uuid):
-            LOG.error("Volume SR %s is still known on the source after the "
-                      "migration: its lease stays here; the destination "
-                      "keeps its GC off until an operator forgets it here",
-                      lease.sr_uuid)
-            continue
         renewer.drop(lease.sr_uuid)
-        client.hand_over(lease, to)
+        try:
+            sr_ref = (sr_refs.get(lease.sr_uuid)
+                      or volume_utils.find_sr_by_uuid(client.session,
+                                                      lease.sr_uuid))
+            if sr_ref is None:
+                raise exception.LeaseError(
+                    sr=lease.sr_uuid, device=lease.device,
+                    reason="the SR is gone before the hand-over")
+            _quiesce(client.session, sr_ref)
+            client.hand_over(lease, to)
+        except Exception as exc:
+            LOG.error("Could not hand the lease of SR %s over to %s (%s): "
+                      "it is no longer renewed here; the destination takes "
+                      "it after it expired", lease.sr_uuid, to, exc)
+            continue
         handed.append(lease.sr_uuid)
         LOG.info("Handed the lease of SR %s over to %s", lease.sr_uuid, to)
     return handed
 
 
+def release_before_forget(client: LeaseClient, renewer: Renewer,
+                          sr_uuid: str, sr_ref: str) -> bool:
+    """Detach: release a held SR's lease while it is still plugged.
+
+    Called once no VBD uses the SR, before it is unplugged and forgotten
+    (afterwards dom0 no longer sees the LUN).  False when this host does
+    not hold it.
+    """
+    held = renewer.drop(sr_uuid)
+    if held is None:
+        return False
+    hold_off_gc(client.session, sr_ref)
+    client.release(held.lease)
+    LOG.info("Released the lease of volume SR %s before forgetting it",
+             sr_uuid)
+    return True
+
+
 def acquire_at_destination(client: LeaseClient, renewer: Renewer,
                            leases: Iterable[VolumeLease]) -> list[str]:
-    """Destination, after the migration: take each lease, then run GC.
+    """Destination, after the migration: take every lease, then run GC.
 
-    Immediate when the source handed it over; up to ``D + T`` when the
-    source died before it could (the lease then expires first).  A refusal
-    leaves the SR with its GC off and is logged for the operator.
+    One ``acquire_many`` call for all the VM's SRs: immediate for those the
+    source handed over by name; one ``D + T`` for all when the source died
+    before it could (the leases expire first).  A refusal leaves the SR
+    with its GC off and is logged for the operator.
     """
+    refs = {x.sr_uuid: volume_utils.find_sr_by_uuid(client.session,
+                                                    x.sr_uuid)
+            for x in leases}
+    wanted = [x for x in leases if refs[x.sr_uuid] is not None]
+    if not wanted:
+        return []
+    answer = client.acquire_many(wanted)
     taken = []
-    for lease in leases:
-        sr_ref = volume_utils.find_sr_by_uuid(client.session, lease.sr_uuid)
-        if sr_ref is None:
-            continue
-        try:
-            take(client, renewer, lease, sr_ref, vdis=True)
-        except exception.LeaseError as exc:
+    for lease in wanted:
+        result = answer.get(lease.sr_uuid)
+        if not isinstance(result, dict):
             LOG.error("Could not take the lease of migrated volume SR %s; "
                       "its garbage collector stays off: %s", lease.sr_uuid,
-                      exc)
+                      result)
             continue
+        renewer.add(lease, refs[lease.sr_uuid])
+        resume(client.session, refs[lease.sr_uuid], vdis=True)
+        LOG.info("Holding the lease of volume SR %s", lease.sr_uuid)
         taken.append(lease.sr_uuid)
     return taken
 
