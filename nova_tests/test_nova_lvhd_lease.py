@@ -169,6 +169,53 @@ class TestAttach(LeaseTestCase):
         self.assertEqual([], self.volume_srs(1))
         self.assert_no_hazard()
 
+    def connect_again(self, driver, bdm, name="instance-again"):
+        """What a second attach to the already plugged SR does first."""
+        return driver._volumeops._connect_to_volume_provider(
+            bdm["connection_info"]["data"], name)
+
+    def test_reattach_after_restart_renews_the_held_lease(self):
+        instance, _, bdm, sr_uuid = self.booted()
+        restarted = self.driver(0, OUR_DRIVER)
+        renewer = restarted._resign_state.renewer
+        self.assertFalse(renewer.holds(sr_uuid))
+        before = self.clock(0).monotonic()
+        sr_ref, found = self.connect_again(restarted, bdm)
+        self.assertEqual((self.x[0].SR.get_by_uuid(sr_uuid), sr_uuid),
+                         (sr_ref, found))
+        # Renewed from dom0's own record, no wait; the new renewer has it.
+        self.assertEqual(before, self.clock(0).monotonic())
+        self.assertEqual((1, 1), (self.on_lun().generation,
+                                  self.on_lun().counter))
+        self.assertTrue(renewer.holds(sr_uuid))
+        self.assert_owner(0)
+        self.assert_no_hazard()
+
+    def test_reattach_refused_while_another_pool_took_the_lease(self):
+        instance, _, bdm, sr_uuid = self.booted()
+        # Pool 0 stalls past D; pool 1 takes the lease after D + T.
+        self.clock(0).advance(TIMING.duration + 1)
+        self.source._resign_state.renewer.tick()
+        params = dict(self.device_config(0, sr_uuid), sr_type="lvmoiscsi")
+        volume_utils.introduce_sr(self.dest._session, sr_uuid, "volume",
+                                  params, hold_gc=True)
+        self.take_over(1, self.dest, bdm)
+        self.dest._resign_state.renewer.add(
+            volume_lease.lease_for_connection(
+                bdm["connection_info"]["data"]),
+            self.x[1].SR.get_by_uuid(sr_uuid))
+        # Pool 0 attaches another volume of that SR: refused, its SR kept
+        # (another VM of the pool uses it) with the GC off.
+        self.clock(0).hooks.append(
+            lambda s: self.dest._resign_state.renewer.tick())
+        self.assertRaises(exception.LeaseHeld, self.connect_again,
+                          self.source, bdm)
+        self.assertTrue(self.sr_exists(0, sr_uuid))
+        self.assertEqual("false", self.other_config(0, sr_uuid)[0]["gc"])
+        self.assertFalse(self.source._resign_state.renewer.holds(sr_uuid))
+        self.assert_owner(1)
+        self.assert_no_hazard()
+
 
 class TestMigration(LeaseTestCase):
 

@@ -196,7 +196,10 @@ class ResignVolumeOpsMixin(object):
         lease is then taken and the GC let run, while for a migration's
         destination (inside ``pre_live_migration``) the source still holds
         it: leaf-coalesce is held off too, until
-        ``post_live_migration_at_destination`` takes the lease.
+        ``post_live_migration_at_destination`` takes the lease.  An LVHD SR
+        already plugged here (a second volume, a re-attach after a
+        restart) is used only once this pool holds its lease
+        (``volume_lease.ensure_held``; ``LeaseHeld`` otherwise).
         """
         state = self._resign_state
         style, host, port, _ = state.options()
@@ -222,6 +225,9 @@ class ResignVolumeOpsMixin(object):
             except Exception:
                 with state.excutils.save_and_reraise_exception():
                     volume_utils.forget_sr(state.session, sr_ref)
+        elif lease is not None and collector is None:
+            volume_lease.ensure_held(state.leases, state.renewer, lease,
+                                     sr_ref)
         return sr_ref, sr_uuid
 
     def _detach_vbds_and_srs(self, vm_ref, vbd_refs):

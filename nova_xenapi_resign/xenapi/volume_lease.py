@@ -196,6 +196,9 @@ class LeaseClient(object):
     def acquire(self, lease: VolumeLease) -> dict:
         return self.call("acquire", lease)
 
+    def renew(self, lease: VolumeLease) -> dict:
+        return self.call("renew", lease)
+
     def release(self, lease: VolumeLease) -> dict:
         return self.call("release", lease)
 
@@ -433,6 +436,31 @@ def report_stale(client: LeaseClient, renewer: Renewer) -> list[str]:
             volume_utils.forget_sr(session, sr_ref)
         stale.append(sr["uuid"])
     return stale
+
+
+def ensure_held(client: LeaseClient, renewer: Renewer, lease: VolumeLease,
+                sr_ref: str) -> str:
+    """An SR already plugged here: make sure this pool holds its lease.
+
+    A second volume on the SR, or a re-attach after nova-compute restarted
+    (its renewer forgot what it held).  Renewed when dom0 still holds it
+    (``renew`` checks its record on the LUN and its own clock), else the
+    GC is held off and the lease acquired (``LeaseHeld`` when another pool
+    has it; the SR then stays with its GC off and is not forgotten, since
+    this pool's other VMs may use it).  Returns "held", "renewed" or
+    "acquired".
+    """
+    if renewer.holds(lease.sr_uuid):
+        return "held"
+    try:
+        client.renew(lease)
+    except exception.LeaseError:
+        hold_off_gc(client.session, sr_ref)
+        take(client, renewer, lease, sr_ref)
+        return "acquired"
+    renewer.add(lease, sr_ref)
+    LOG.info("Holding the lease of volume SR %s again", lease.sr_uuid)
+    return "renewed"
 
 
 def _quiesce(session: Any, sr_ref: str) -> None:
