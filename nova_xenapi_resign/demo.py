@@ -458,7 +458,8 @@ class Demo(object):
         # the lease.
         leases = volume_lease.leases_of(bdi)
         volume_lease.hand_over_before_forget(
-            *self._leases(a), leases, self._leases(b)[0].me, checked.srs)
+            *self._leases(a), leases, self._leases(b)[0].me, checked.srs,
+            checked.lvhd_vdis())
         for sr in checked.srs.values():
             volume_utils.forget_sr(a, sr)
         taken = volume_lease.acquire_at_destination(*self._leases(b), leases)

@@ -168,8 +168,10 @@ class ResignState(object):
         self.renewer = volume_lease.Renewer(self.leases)
         # Source: instance uuid -> (its leases, the destination's name).
         self.source_leases: dict[str, tuple[list, Any]] = {}
-        # Destination: instance uuid -> the leases it is to take.
+        # Destination: instance uuid -> the leases it is to take, and the
+        # SRs it connected ({SR uuid: ref}).
         self.dest_leases: dict[str, list] = {}
+        self.dest_srs: dict[str, dict[str, str]] = {}
         # Source: instance uuid -> its leases, from
         # check_can_live_migrate_source to live_migration.
         self.planned_leases: dict[str, list] = {}
@@ -428,7 +430,9 @@ class ResignDriverMixin(object):
         return self._resign_with_map(result, volume_map)
 
     def _resign_check_leases(self, instance: Any, migrate_data: Any,
-                             leases: list) -> None:
+                             leases: list,
+                             checked: live_migration.CheckedVolumes | None
+                             ) -> None:
         """The lease pre-check of a cross-pool migration (volume_lease).
 
         Takes the destination's lease offer out of ``migrate_send_data``
@@ -454,7 +458,8 @@ class ResignDriverMixin(object):
         dest = volume_lease.check_source(
             state.leases, state.renewer,
             self._vmops._get_vm_opaque_ref(instance), leases, offer,
-            group.max_clock_skew, group.ignore_clock_skew, in_flight)
+            group.max_clock_skew, group.ignore_clock_skew, in_flight,
+            checked.lvhd_vdis() if checked is not None else {})
         with state.lock:
             state.source_leases[_instance_uuid(instance)] = (leases, dest)
 
@@ -476,7 +481,8 @@ class ResignDriverMixin(object):
             try:
                 checked = self._resign_check_source(instance, migrate_data,
                                                     remembered)
-                self._resign_check_leases(instance, migrate_data, leases)
+                self._resign_check_leases(instance, migrate_data, leases,
+                                          checked)
             except Exception as exc:
                 # Nova's live_migrate: any failure runs recover_method
                 # (_rollback_live_migration) and is re-raised.
@@ -504,7 +510,8 @@ class ResignDriverMixin(object):
         if leases:
             volume_lease.hand_over_before_forget(
                 state.leases, state.renewer, leases, dest,
-                checked.srs if checked is not None else {})
+                checked.srs if checked is not None else {},
+                checked.lvhd_vdis() if checked is not None else {})
 
     def _resign_rollback_leases(self, instance: Any) -> None:
         """Source rollback: while the VM is still here, hold its leases."""
@@ -589,6 +596,9 @@ class ResignDriverMixin(object):
             with state.lock:
                 state.dest_state[uuid] = introduced
                 state.dest_leases[uuid] = volume_lease.leases_of(injected)
+        with state.lock:
+            state.dest_srs[uuid] = dict(_field(result, "sr_uuid_map", {})
+                                        or {})
         send = _field(result, "migrate_send_data", None)
         if send and state.dest_leases[uuid]:
             # Who takes the LVHD volumes' leases, and its clock, for the
@@ -609,6 +619,7 @@ class ResignDriverMixin(object):
         with state.lock:
             introduced = state.dest_state.pop(_instance_uuid(instance), None)
             state.dest_leases.pop(_instance_uuid(instance), None)
+            state.dest_srs.pop(_instance_uuid(instance), None)
         if introduced is None and migrate_data is None:
             # Nothing known about this migration: Nova's own behaviour.
             return super().rollback_live_migration_at_destination(
@@ -639,9 +650,10 @@ class ResignDriverMixin(object):
         with state.lock:
             state.dest_state.pop(_instance_uuid(instance), None)
             leases = state.dest_leases.pop(_instance_uuid(instance), [])
+            sr_refs = state.dest_srs.pop(_instance_uuid(instance), {})
         if leases:
             volume_lease.acquire_at_destination(state.leases, state.renewer,
-                                                leases)
+                                                leases, sr_refs)
         return super().post_live_migration_at_destination(
             context, instance, network_info, block_migration,
             block_device_info)

@@ -112,7 +112,18 @@ def owner_of(latest: Mapping[str, Any] | None) -> rec.Owner | None:
 # --- SM's switches -----------------------------------------------------------
 
 def _set_key(session: Any, cls: str, ref: str, key: str, value: str) -> None:
-    """Set one other_config key in one write (never removed meanwhile)."""
+    """Set one other_config key: one ``add_to_other_config`` call.
+
+    Only when the key is already there (``MAP_DUPLICATE_KEY``) is the map
+    read and, if the value differs, written whole (never removed
+    meanwhile, so it is never absent).
+    """
+    try:
+        session.call_xenapi("%s.add_to_other_config" % cls, ref, key, value)
+        return
+    except volume_utils.failure_classes(session) as exc:
+        if (exc.details or [None])[0] != "MAP_DUPLICATE_KEY":
+            raise
     config = dict(session.call_xenapi("%s.get_other_config" % cls, ref))
     if config.get(key) != value:
         config[key] = value
@@ -124,9 +135,12 @@ def hold_off_gc(session: Any, sr_ref: str) -> None:
     _set_key(session, "SR", sr_ref, GC_KEY, "false")
 
 
-def hold_off_leaf_coalesce(session: Any, sr_ref: str) -> None:
-    """``leaf-coalesce=false`` on every VDI of the SR."""
-    for vdi in session.call_xenapi("SR.get_VDIs", sr_ref):
+def hold_off_leaf_coalesce(session: Any, sr_ref: str,
+                           vdis: Iterable[str] | None = None) -> None:
+    """``leaf-coalesce=false`` on every VDI of the SR (``vdis`` if known)."""
+    if vdis is None:
+        vdis = session.call_xenapi("SR.get_VDIs", sr_ref)
+    for vdi in vdis:
         _set_key(session, "VDI", vdi, LEAF_COALESCE_KEY, "false")
 
 
@@ -337,28 +351,20 @@ def _refuse(lease: VolumeLease, reason: str, action: str) -> Exception:
         action=action)
 
 
-def _shared_with(session: Any, vm_ref: str, sr_uuid: str) -> list[str]:
-    """VMs other than ``vm_ref`` with a VBD on the SR's VDIs."""
-    sr_ref = session.call_xenapi("SR.get_by_uuid", sr_uuid)
-    others = set()
-    for vdi in session.call_xenapi("SR.get_VDIs", sr_ref):
-        for vbd in session.call_xenapi("VDI.get_VBDs", vdi):
-            vm = session.call_xenapi("VBD.get_VM", vbd)
-            if vm != vm_ref:
-                others.add(vm)
-    return sorted(others)
-
-
 def check_source(client: LeaseClient, renewer: Renewer, vm_ref: str,
                  leases: Iterable[VolumeLease],
                  offer: Mapping[str, str], max_skew: float,
-                 ignore_skew: bool, in_flight: Iterable[str]) -> rec.Owner:
+                 ignore_skew: bool, in_flight: Iterable[str],
+                 sr_vdis: Mapping[str, Iterable[str]]) -> rec.Owner:
     """The source's lease pre-check; returns the destination's owner name.
 
     Refuses (``LiveMigrationPreCheckError``, ``ClockSkewTooLarge``) when the
     destination does not take leases, the clocks differ too much, an SR is
-    not held by this pool, is shared with another VM, or another migration
-    of it is under way.  Nothing is changed.
+    not held by this pool, is shared with another VM (``sr_vdis``: {SR
+    uuid: every VDI on it}, as the SR pre-check read them), or another
+    migration of it is under way.  Changes nothing but a renewal: one
+    ``renew_many`` proves every lease is still this host's on the LUN, and
+    one VBD query covers every SR's VDIs.
     """
     leases = list(leases)
     in_flight = set(in_flight)
@@ -379,15 +385,25 @@ def check_source(client: LeaseClient, renewer: Renewer, vm_ref: str,
         if lease.sr_uuid in in_flight:
             raise _refuse(lease, "another live migration of a VM on this SR "
                           "is under way", "Migrate one VM at a time.")
-        holder = owner_of(client.read(lease))
-        if holder != me or not renewer.holds(lease.sr_uuid):
+        if not renewer.holds(lease.sr_uuid):
+            raise _refuse(lease, "the SR's lease: this host (%s) renews "
+                          "it no longer" % (me,), "Detach and re-attach the "
+                          "volume here first.")
+    renewed = client.renew_many(leases)
+    for lease in leases:
+        if not isinstance(renewed.get(lease.sr_uuid), dict):
             raise _refuse(lease, "this host (%s) does not hold the SR's "
-                          "lease (on the LUN: %s%s)" % (
-                              me, holder or "nobody",
-                              "" if renewer.holds(lease.sr_uuid) else
-                              "; this host renews it no longer"),
+                          "lease on the LUN (%s)" % (
+                              me, renewed.get(lease.sr_uuid)),
                           "Detach and re-attach the volume here first.")
-        others = _shared_with(client.session, vm_ref, lease.sr_uuid)
+    vdis = {v: lease for lease in leases
+            for v in sr_vdis.get(lease.sr_uuid, ())}
+    vbds = client.session.call_xenapi(
+        "VBD.get_all_records_where",
+        live_migration.any_of("VDI", vdis)) if vdis else {}
+    for lease in leases:
+        others = sorted({r["VM"] for r in vbds.values()
+                         if vdis[r["VDI"]] is lease} - {vm_ref})
         if others:
             raise _refuse(lease, "the SR is used by other VMs too (%s)"
                           % ", ".join(others), "Only an SR used by the "
@@ -463,49 +479,48 @@ def ensure_held(client: LeaseClient, renewer: Renewer, lease: VolumeLease,
     return "renewed"
 
 
-def _quiesce(session: Any, sr_ref: str) -> None:
-    """Hold off sm's GC and leaf-coalesce; refuse while a VBD uses the SR.
-
-    One ``VDI.get_record`` per VDI gives both its VBDs and other_config.
-    """
-    hold_off_gc(session, sr_ref)
-    for vdi in session.call_xenapi("SR.get_VDIs", sr_ref):
-        record = session.call_xenapi("VDI.get_record", vdi)
-        if record.get("VBDs"):
-            raise exception.LeaseError(
-                sr=sr_ref, device="-", reason="VDI %s still has a VBD"
-                % record.get("uuid"))
-        config = dict(record.get("other_config") or {})
-        if config.get(LEAF_COALESCE_KEY) != "false":
-            config[LEAF_COALESCE_KEY] = "false"
-            session.call_xenapi("VDI.set_other_config", vdi, config)
-
-
 def hand_over_before_forget(client: LeaseClient, renewer: Renewer,
                             leases: Iterable[VolumeLease], to: rec.Owner,
-                            sr_refs: Mapping[str, str]) -> list[str]:
+                            sr_refs: Mapping[str, str],
+                            sr_vdis: Mapping[str, Iterable[str]]
+                            ) -> list[str]:
     """Source, after ``VM.migrate_send``, before Nova forgets its SRs.
 
     The SR is still plugged, so dom0 still sees the LUN (SM logs out of the
-    target when its last SR detaches).  Each SR (``sr_refs``: {uuid: ref},
-    what the pre-check read) gets ``gc=false`` and its VDIs
-    ``leaf-coalesce=false`` while no VBD uses it, then its lease is handed
-    over, reserved for ``to``.  Never raises: an SR that cannot be
-    quiesced or handed over is only dropped from the renewer (its lease
-    expires after ``D``; the destination takes it after ``D + T``).
+    target when its last SR detaches).  Once one query shows no VBD on any
+    of the SRs' VDIs (``sr_vdis``: {SR uuid: every VDI}, ``sr_refs``: {SR
+    uuid: ref}, both as the pre-check read them), each SR gets ``gc=false``
+    and its VDIs ``leaf-coalesce=false``, then its lease is handed over,
+    reserved for ``to``.  Never raises: an SR that cannot be quiesced or
+    handed over is only dropped from the renewer (its lease expires after
+    ``D``; the destination takes it after ``D + T``).
     """
-    handed = []
+    leases = list(leases)
+    session = client.session
     for lease in leases:
         renewer.drop(lease.sr_uuid)
+    try:
+        vdis = [v for x in leases for v in sr_vdis.get(x.sr_uuid, ())]
+        used = {r["VDI"] for r in session.call_xenapi(
+            "VBD.get_all_records_where",
+            live_migration.any_of("VDI", vdis)).values()} if vdis else set()
+    except Exception as exc:
+        LOG.error("Could not list the VBDs of SRs %s (%s): no hand-over; "
+                  "the destination takes the leases after they expired",
+                  [x.sr_uuid for x in leases], exc)
+        return []
+    handed = []
+    for lease in leases:
         try:
-            sr_ref = (sr_refs.get(lease.sr_uuid)
-                      or volume_utils.find_sr_by_uuid(client.session,
-                                                      lease.sr_uuid))
-            if sr_ref is None:
+            sr_ref = sr_refs[lease.sr_uuid]
+            in_use = used & set(sr_vdis.get(lease.sr_uuid, ()))
+            if in_use:
                 raise exception.LeaseError(
                     sr=lease.sr_uuid, device=lease.device,
-                    reason="the SR is gone before the hand-over")
-            _quiesce(client.session, sr_ref)
+                    reason="VDIs %s still have VBDs" % sorted(in_use))
+            hold_off_gc(session, sr_ref)
+            hold_off_leaf_coalesce(session, sr_ref,
+                                   sr_vdis.get(lease.sr_uuid, ()))
             client.hand_over(lease, to)
         except Exception as exc:
             LOG.error("Could not hand the lease of SR %s over to %s (%s): "
@@ -536,17 +551,20 @@ def release_before_forget(client: LeaseClient, renewer: Renewer,
 
 
 def acquire_at_destination(client: LeaseClient, renewer: Renewer,
-                           leases: Iterable[VolumeLease]) -> list[str]:
+                           leases: Iterable[VolumeLease],
+                           sr_refs: Mapping[str, str] | None = None
+                           ) -> list[str]:
     """Destination, after the migration: take every lease, then run GC.
 
     One ``acquire_many`` call for all the VM's SRs: immediate for those the
     source handed over by name; one ``D + T`` for all when the source died
     before it could (the leases expire first).  A refusal leaves the SR
-    with its GC off and is logged for the operator.
+    with its GC off and is logged for the operator.  ``sr_refs`` ({SR
+    uuid: ref}, what ``pre_live_migration`` connected) spares a lookup.
     """
-    refs = {x.sr_uuid: volume_utils.find_sr_by_uuid(client.session,
-                                                    x.sr_uuid)
-            for x in leases}
+    known = sr_refs or {}
+    refs = {x.sr_uuid: known.get(x.sr_uuid) or volume_utils.find_sr_by_uuid(
+        client.session, x.sr_uuid) for x in leases}
     wanted = [x for x in leases if refs[x.sr_uuid] is not None]
     if not wanted:
         return []
