@@ -13,6 +13,7 @@ from nova import exception as nova_exception
 
 from nova_tests.harness import OUR_DRIVER
 from nova_tests.test_nova_lvhd_volumes import LvhdVolumeTestCase
+from nova_tests.test_nova_lvhd_volumes import VOL_CLONE
 from nova_tests.test_nova_lvhd_volumes import VOL_LVHD
 from nova_tests.test_nova_lvhd_volumes import VOLUME_SIZE
 from nova_xenapi_resign import exception
@@ -122,6 +123,18 @@ class LeaseTestCase(LvhdVolumeTestCase):
                                 TIMING.takeover_wait)
         self.assert_owner(index)
         self.assert_no_hazard()
+
+    def killed_at_hand_over(self, instance, data):
+        """The source dies right after VM.migrate_send, at the hand-over."""
+        def killed(session, sr_ref):
+            self.kill_host(0)
+            raise Killed()
+        self.useFixture(fixtures.MonkeyPatch(
+            "nova_xenapi_resign.xenapi.volume_lease.hold_off_gc", killed))
+        self.assertRaises(Killed, self.source.live_migration, self.ctx,
+                          instance, "pool1-host0",
+                          lambda *a: self.fail("post"),
+                          lambda *a: None, True, data)
 
     def kill_host(self, index):
         """The pool's only host dies: no SM runs there any more."""
@@ -313,16 +326,7 @@ class TestMigration(LeaseTestCase):
         instance, vm_uuid, bdm, sr_uuid = self.booted()
         info, data = self.prepare(instance, bdm)
 
-        def killed(session, sr_ref):
-            self.kill_host(0)
-            raise Killed()
-        # It dies right after VM.migrate_send, as it starts the hand-over.
-        self.useFixture(fixtures.MonkeyPatch(
-            "nova_xenapi_resign.xenapi.volume_lease.hold_off_gc", killed))
-        self.assertRaises(Killed, self.source.live_migration, self.ctx,
-                          instance, "pool1-host0",
-                          lambda *a: self.fail("post"),
-                          lambda *a: None, True, data)
+        self.killed_at_hand_over(instance, data)
         self.assertEqual([1], self.vm_pool(vm_uuid))
         # The dead source still holds the lease; the destination keeps its
         # GC off until it can take it.
@@ -343,6 +347,34 @@ class TestMigration(LeaseTestCase):
         self.assertEqual([sr_uuid], volume_lease.report_stale(
             state.leases, state.renewer))
         self.assertEqual([], self.volume_srs(0))
+        self.assert_no_hazard()
+
+    def test_two_volumes_source_killed_destination_waits_once(self):
+        instance, vm_uuid, bdm, sr_uuid = self.booted()
+        bdm2, (sr2, _) = self.lvhd_volume(VOL_CLONE, "/dev/xvdc",
+                                          self.source)
+        self.attach(self.source, instance, bdm2)
+        info = {"block_device_mapping": [bdm, bdm2]}
+        hop = self.pools.hop
+        data = self.dest.check_can_live_migrate_destination(
+            self.ctx, instance, {}, {}, block_migration=None)
+        data = self.source.check_can_live_migrate_source(
+            self.ctx, instance, hop(data), info)
+        data = hop(self.dest.pre_live_migration(self.ctx, instance, info,
+                                                [], None, hop(data)))
+        self.killed_at_hand_over(instance, data)
+        # Both leases the dead source's: one acquire_many watches both
+        # for one D + T and waits one claim wait, not one of each per SR.
+        before = self.clock(1).monotonic()
+        plugin_calls = self.calls_of(1, "host.call_plugin")
+        self.dest.post_live_migration_at_destination(self.ctx, instance, [],
+                                                     True, info)
+        self.assertEqual(TIMING.takeover_wait + TIMING.claim_wait,
+                         self.clock(1).monotonic() - before)
+        self.assertEqual(1, self.calls_of(1, "host.call_plugin")
+                         - plugin_calls)
+        for volume in (VOL_LVHD, VOL_CLONE):
+            self.assertEqual(self.owner(1), self.on_lun(volume).owner)
         self.assert_no_hazard()
 
     def test_rollback_keeps_the_lease_on_the_source(self):

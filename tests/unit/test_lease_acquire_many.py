@@ -63,10 +63,6 @@ class PackageSide(object):
     def owner(result):
         return result.record.owner
 
-    @staticmethod
-    def renew(lease):
-        lease.renew()
-
 
 class PluginSide(object):
     refused = PLUGIN.LeaseRefused
@@ -86,10 +82,6 @@ class PluginSide(object):
     @staticmethod
     def owner(result):
         return rec.Owner(result["owner_pool"], result["owner_host"])
-
-    @staticmethod
-    def renew(lease):
-        lease.renew()
 
 
 class AcquireManyBase(object):
@@ -123,7 +115,7 @@ class AcquireManyBase(object):
                                if self.side is PluginSide else ME)
             elif name == "live":
                 # It renews whenever our host sleeps.
-                self.mine.hooks.append(lambda t=theirs: self.side.renew(t))
+                self.mine.hooks.append(theirs.renew)
         return [self.lease(name, ME, self.mine) for name in names]
 
     def test_one_watch_and_one_claim_wait_for_all(self):
