@@ -427,6 +427,23 @@ class TestMigration(LeaseTestCase):
         self.assertNotIn("gc", self.other_config(0, sr_uuid)[0])
         self.assert_no_hazard()
 
+    def test_rollback_renews_a_lease_dom0_still_holds(self):
+        instance, vm_uuid, bdm, sr_uuid = self.booted()
+        state = self.source._resign_state
+        lease = volume_lease.lease_for_connection(
+            bdm["connection_info"]["data"])
+        state.renewer.drop(sr_uuid)   # e.g. nova-compute restarted
+        before = self.clock(0).monotonic()
+        self.assertEqual([], volume_lease.reacquire_at_source(
+            state.leases, state.renewer, [lease]))
+        # Renewed from dom0's record: no wait, same generation.
+        self.assertEqual(before, self.clock(0).monotonic())
+        self.assertEqual((1, 1), (self.on_lun().generation,
+                                  self.on_lun().counter))
+        self.assertTrue(state.renewer.holds(sr_uuid))
+        self.assert_owner(0)
+        self.assert_no_hazard()
+
 
 class TestRefusals(LeaseTestCase):
 

@@ -588,22 +588,39 @@ def reacquire_at_source(client: LeaseClient, renewer: Renewer,
                         leases: Iterable[VolumeLease]) -> list[str]:
     """Source rollback: hold every lease of the VM's SRs again.
 
-    A lease still held here needs nothing; one handed over (or lost) is
-    acquired again, waiting ``D + T`` unless it is free for anyone, before
-    the SR's GC may run here.
+    A lease the renewer still holds needs nothing.  The others: one
+    ``renew_many`` keeps those dom0 still holds; the rest (handed over,
+    lost) get their SR's GC held off and are taken with one
+    ``acquire_many``, which waits ``D + T`` once unless they are free for
+    anyone; only then may their GC run here.  A refusal leaves that SR's GC
+    off and is logged.  Returns the SRs acquired anew.
     """
+    missing = [x for x in leases if not renewer.holds(x.sr_uuid)]
+    if not missing:
+        return []
+    session = client.session
+    refs = {x.sr_uuid: volume_utils.find_sr_by_uuid(session, x.sr_uuid)
+            for x in missing}
+    renewed = client.renew_many(missing)
+    lost = [x for x in missing
+            if not isinstance(renewed.get(x.sr_uuid), dict)]
+    for lease in lost:
+        if refs[lease.sr_uuid] is not None:
+            hold_off_gc(session, refs[lease.sr_uuid])
+    acquired = client.acquire_many(lost) if lost else {}
     regained = []
-    for lease in leases:
-        sr_ref = volume_utils.find_sr_by_uuid(client.session, lease.sr_uuid)
-        if owner_of(client.read(lease)) == client.me:
-            if sr_ref is not None and not renewer.holds(lease.sr_uuid):
-                renewer.add(lease, sr_ref)
+    for lease in missing:
+        sr_ref = refs[lease.sr_uuid]
+        if lease in lost and not isinstance(acquired.get(lease.sr_uuid),
+                                            dict):
+            LOG.error("Rollback: could not take the lease of SR %s back; "
+                      "its garbage collector stays off: %s", lease.sr_uuid,
+                      acquired.get(lease.sr_uuid))
             continue
         if sr_ref is not None:
-            hold_off_gc(client.session, sr_ref)
-        client.acquire(lease)
-        if sr_ref is not None:
             renewer.add(lease, sr_ref)
-            resume(client.session, sr_ref)
-        regained.append(lease.sr_uuid)
+            if lease in lost:
+                resume(session, sr_ref)
+        if lease in lost:
+            regained.append(lease.sr_uuid)
     return regained
