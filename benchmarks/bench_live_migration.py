@@ -125,7 +125,7 @@ def one_run_nova(volumes, extension, style):
 #: volume_lease's steps the driver calls; the XAPI calls and time spent
 #: inside them are what the lease adds to a migration.
 LEASE_STEPS = ("take", "hold_off_leaf_coalesce", "destination_offer",
-               "report_stale", "check_source", "hand_over_forgotten",
+               "report_stale", "check_source", "hand_over_before_forget",
                "acquire_at_destination", "reacquire_at_source")
 
 

@@ -13,6 +13,7 @@ from nova import exception as nova_exception
 
 from nova_tests.harness import OUR_DRIVER
 from nova_tests.test_nova_lvhd_volumes import LvhdVolumeTestCase
+from nova_tests.test_nova_lvhd_volumes import VOL_CLONE
 from nova_tests.test_nova_lvhd_volumes import VOL_LVHD
 from nova_tests.test_nova_lvhd_volumes import VOLUME_SIZE
 from nova_xenapi_resign import exception
@@ -32,8 +33,8 @@ TIMING = protocol.DEFAULT_TIMING
 VOL_SHARED = "55555555-6666-4777-8888-999999999999"
 
 
-class Killed(Exception):
-    """The source's nova-compute died here."""
+class Killed(BaseException):
+    """The source's nova-compute died here (no handler of it runs on)."""
 
 
 class LeaseTestCase(LvhdVolumeTestCase):
@@ -123,6 +124,18 @@ class LeaseTestCase(LvhdVolumeTestCase):
         self.assert_owner(index)
         self.assert_no_hazard()
 
+    def killed_at_hand_over(self, instance, data):
+        """The source dies right after VM.migrate_send, at the hand-over."""
+        def killed(session, sr_ref):
+            self.kill_host(0)
+            raise Killed()
+        self.useFixture(fixtures.MonkeyPatch(
+            "nova_xenapi_resign.xenapi.volume_lease.hold_off_gc", killed))
+        self.assertRaises(Killed, self.source.live_migration, self.ctx,
+                          instance, "pool1-host0",
+                          lambda *a: self.fail("post"),
+                          lambda *a: None, True, data)
+
     def kill_host(self, index):
         """The pool's only host dies: no SM runs there any more."""
         pool = self.pools.sim.pools[index]
@@ -169,6 +182,53 @@ class TestAttach(LeaseTestCase):
         self.assertEqual([], self.volume_srs(1))
         self.assert_no_hazard()
 
+    def connect_again(self, driver, bdm, name="instance-again"):
+        """What a second attach to the already plugged SR does first."""
+        return driver._volumeops._connect_to_volume_provider(
+            bdm["connection_info"]["data"], name)
+
+    def test_reattach_after_restart_renews_the_held_lease(self):
+        instance, _, bdm, sr_uuid = self.booted()
+        restarted = self.driver(0, OUR_DRIVER)
+        renewer = restarted._resign_state.renewer
+        self.assertFalse(renewer.holds(sr_uuid))
+        before = self.clock(0).monotonic()
+        sr_ref, found = self.connect_again(restarted, bdm)
+        self.assertEqual((self.x[0].SR.get_by_uuid(sr_uuid), sr_uuid),
+                         (sr_ref, found))
+        # Renewed from dom0's own record, no wait; the new renewer has it.
+        self.assertEqual(before, self.clock(0).monotonic())
+        self.assertEqual((1, 1), (self.on_lun().generation,
+                                  self.on_lun().counter))
+        self.assertTrue(renewer.holds(sr_uuid))
+        self.assert_owner(0)
+        self.assert_no_hazard()
+
+    def test_reattach_refused_while_another_pool_took_the_lease(self):
+        instance, _, bdm, sr_uuid = self.booted()
+        # Pool 0 stalls past D; pool 1 takes the lease after D + T.
+        self.clock(0).advance(TIMING.duration + 1)
+        self.source._resign_state.renewer.tick()
+        params = dict(self.device_config(0, sr_uuid), sr_type="lvmoiscsi")
+        volume_utils.introduce_sr(self.dest._session, sr_uuid, "volume",
+                                  params, hold_gc=True)
+        self.take_over(1, self.dest, bdm)
+        self.dest._resign_state.renewer.add(
+            volume_lease.lease_for_connection(
+                bdm["connection_info"]["data"]),
+            self.x[1].SR.get_by_uuid(sr_uuid))
+        # Pool 0 attaches another volume of that SR: refused, its SR kept
+        # (another VM of the pool uses it) with the GC off.
+        self.clock(0).hooks.append(
+            lambda s: self.dest._resign_state.renewer.tick())
+        self.assertRaises(exception.LeaseHeld, self.connect_again,
+                          self.source, bdm)
+        self.assertTrue(self.sr_exists(0, sr_uuid))
+        self.assertEqual("false", self.other_config(0, sr_uuid)[0]["gc"])
+        self.assertFalse(self.source._resign_state.renewer.holds(sr_uuid))
+        self.assert_owner(1)
+        self.assert_no_hazard()
+
 
 class TestMigration(LeaseTestCase):
 
@@ -183,15 +243,32 @@ class TestMigration(LeaseTestCase):
         self.assertEqual(["false"], [v["leaf-coalesce"] for v in vdis])
         steps = []
 
+        lun = volume_lease.lease_for_connection(
+            bdm["connection_info"]["data"]).device[len(simlease.BY_ID):]
+        pool0 = self.pools.sim.pools[0]
+        dom0 = simlease.host_state(pool0, pool0.master)
+        from nova.virt.xenapi import volume_utils as nova_volume_utils
+        original = nova_volume_utils.forget_sr
+
+        def forget(session, sr_ref):
+            # Nova's tidy-up, after VM.migrate_send: the source handed the
+            # lease over (reserved for the destination) while the SR was
+            # still plugged and its LUN visible in dom0, GC held off.
+            latest = self.on_lun()
+            steps.append(("handed over", latest.held, latest.next_owner,
+                          lun in dom0.luns,
+                          self.other_config(0, sr_uuid)))
+            original(session, sr_ref)
+        self.useFixture(fixtures.MonkeyPatch(
+            "nova.virt.xenapi.volume_utils.forget_sr", forget))
+
         def post(context, inst, host, block_migration, migrate_data):
-            # Nova's tidy-up forgot the source's SR; the lease is still
-            # the source's until it hands it over.
-            steps.append(("forgotten", self.sr_exists(0, sr_uuid)))
-            self.assert_owner(0)
+            # SM logged out of the target with its last SR: the source's
+            # dom0 no longer sees the LUN.
+            steps.append(("forgotten", self.sr_exists(0, sr_uuid),
+                          lun in dom0.luns))
             self.source.post_live_migration(context, inst, info,
                                             migrate_data)
-            latest = self.on_lun()
-            steps.append(("handed over", latest.held, latest.next_owner))
             self.dest.post_live_migration_at_destination(
                 context, inst, [], block_migration, info)
 
@@ -201,8 +278,10 @@ class TestMigration(LeaseTestCase):
         self.source.live_migration(self.ctx, instance, "pool1-host0", post,
                                    recover, True, data)
 
-        self.assertEqual([("forgotten", False),
-                          ("handed over", False, self.owner(1))], steps)
+        self.assertEqual(
+            [("handed over", False, self.owner(1), True,
+              ({"gc": "false"}, [{"leaf-coalesce": "false"}])),
+             ("forgotten", False, False)], steps)
         # The destination's offer never reached XAPI's VM.migrate_send.
         self.assertEqual(set(), set(volume_lease.DEST_KEYS)
                          & set(data.migrate_send_data))
@@ -220,6 +299,7 @@ class TestMigration(LeaseTestCase):
     def test_destination_dies_before_acquire_lease_expires_safely(self):
         instance, vm_uuid, bdm, sr_uuid = self.booted()
         info, data = self.prepare(instance, bdm)
+        params = dict(self.device_config(1, sr_uuid), sr_type="lvmoiscsi")
 
         def post(context, inst, host, block_migration, migrate_data):
             self.source.post_live_migration(context, inst, info,
@@ -235,23 +315,18 @@ class TestMigration(LeaseTestCase):
                          (latest.held, latest.next_owner))
         self.assertEqual("false", self.other_config(1, sr_uuid)[0]["gc"])
         self.assert_no_hazard()
-        # Anyone else (here the source's host) takes it only after D + T
-        # of silence by its own clock.
+        # Anyone else (here the source's host, which has to plug the SR
+        # again to see the LUN) takes it only after D + T of silence by
+        # its own clock.
+        volume_utils.introduce_sr(self.source._session, sr_uuid, "volume",
+                                  params, hold_gc=True)
         self.take_over(0, self.source, bdm)
 
     def test_source_killed_after_migrate_send(self):
         instance, vm_uuid, bdm, sr_uuid = self.booted()
         info, data = self.prepare(instance, bdm)
 
-        def killed(session, sr_ref):
-            self.kill_host(0)
-            raise Killed()
-        self.useFixture(fixtures.MonkeyPatch(
-            "nova.virt.xenapi.volume_utils.forget_sr", killed))
-        self.assertRaises(Killed, self.source.live_migration, self.ctx,
-                          instance, "pool1-host0",
-                          lambda *a: self.fail("post"),
-                          lambda *a: None, True, data)
+        self.killed_at_hand_over(instance, data)
         self.assertEqual([1], self.vm_pool(vm_uuid))
         # The dead source still holds the lease; the destination keeps its
         # GC off until it can take it.
@@ -272,6 +347,34 @@ class TestMigration(LeaseTestCase):
         self.assertEqual([sr_uuid], volume_lease.report_stale(
             state.leases, state.renewer))
         self.assertEqual([], self.volume_srs(0))
+        self.assert_no_hazard()
+
+    def test_two_volumes_source_killed_destination_waits_once(self):
+        instance, vm_uuid, bdm, sr_uuid = self.booted()
+        bdm2, (sr2, _) = self.lvhd_volume(VOL_CLONE, "/dev/xvdc",
+                                          self.source)
+        self.attach(self.source, instance, bdm2)
+        info = {"block_device_mapping": [bdm, bdm2]}
+        hop = self.pools.hop
+        data = self.dest.check_can_live_migrate_destination(
+            self.ctx, instance, {}, {}, block_migration=None)
+        data = self.source.check_can_live_migrate_source(
+            self.ctx, instance, hop(data), info)
+        data = hop(self.dest.pre_live_migration(self.ctx, instance, info,
+                                                [], None, hop(data)))
+        self.killed_at_hand_over(instance, data)
+        # Both leases the dead source's: one acquire_many watches both
+        # for one D + T and waits one claim wait, not one of each per SR.
+        before = self.clock(1).monotonic()
+        plugin_calls = self.calls_of(1, "host.call_plugin")
+        self.dest.post_live_migration_at_destination(self.ctx, instance, [],
+                                                     True, info)
+        self.assertEqual(TIMING.takeover_wait + TIMING.claim_wait,
+                         self.clock(1).monotonic() - before)
+        self.assertEqual(1, self.calls_of(1, "host.call_plugin")
+                         - plugin_calls)
+        for volume in (VOL_LVHD, VOL_CLONE):
+            self.assertEqual(self.owner(1), self.on_lun(volume).owner)
         self.assert_no_hazard()
 
     def test_rollback_keeps_the_lease_on_the_source(self):
@@ -322,6 +425,23 @@ class TestMigration(LeaseTestCase):
                                 TIMING.takeover_wait)
         self.assert_owner(0)
         self.assertNotIn("gc", self.other_config(0, sr_uuid)[0])
+        self.assert_no_hazard()
+
+    def test_rollback_renews_a_lease_dom0_still_holds(self):
+        instance, vm_uuid, bdm, sr_uuid = self.booted()
+        state = self.source._resign_state
+        lease = volume_lease.lease_for_connection(
+            bdm["connection_info"]["data"])
+        state.renewer.drop(sr_uuid)   # e.g. nova-compute restarted
+        before = self.clock(0).monotonic()
+        self.assertEqual([], volume_lease.reacquire_at_source(
+            state.leases, state.renewer, [lease]))
+        # Renewed from dom0's record: no wait, same generation.
+        self.assertEqual(before, self.clock(0).monotonic())
+        self.assertEqual((1, 1), (self.on_lun().generation,
+                                  self.on_lun().counter))
+        self.assertTrue(state.renewer.holds(sr_uuid))
+        self.assert_owner(0)
         self.assert_no_hazard()
 
 

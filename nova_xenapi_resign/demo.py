@@ -452,13 +452,16 @@ class Demo(object):
                                        {}, {})
         a.xenapi.VM.migrate_send(self.ctx["vm"], token, True, vdi_map, {},
                                  {})
-        # Nova's tidy-up, with the extension's list: the LVHD SR too; then
-        # the source hands the lease over and the destination takes it.
+        # The source hands the lease over while its SR is still plugged
+        # (dom0 sees the LUN only then), then Nova's tidy-up, with the
+        # extension's list, forgets the LVHD SR too; the destination takes
+        # the lease.
+        leases = volume_lease.leases_of(bdi)
+        volume_lease.hand_over_before_forget(
+            *self._leases(a), leases, self._leases(b)[0].me, checked.srs,
+            checked.lvhd_vdis())
         for sr in checked.srs.values():
             volume_utils.forget_sr(a, sr)
-        leases = volume_lease.leases_of(bdi)
-        volume_lease.hand_over_forgotten(*self._leases(a), leases,
-                                         self._leases(b)[0].me)
         taken = volume_lease.acquire_at_destination(*self._leases(b), leases)
         moved = [(m["source_sr_uuid"], m["dest_sr_uuid"], m["mirrored"])
                  for m in a.xenapi.debug.get_migrations()]

@@ -77,6 +77,7 @@ from typing import Any
 
 from oslo_log import log as logging
 
+from nova_xenapi_resign import exception
 from nova_xenapi_resign.lease import options as lease_options
 from nova_xenapi_resign.objects import migrate_data as md
 from nova_xenapi_resign import sr_naming
@@ -167,8 +168,10 @@ class ResignState(object):
         self.renewer = volume_lease.Renewer(self.leases)
         # Source: instance uuid -> (its leases, the destination's name).
         self.source_leases: dict[str, tuple[list, Any]] = {}
-        # Destination: instance uuid -> the leases it is to take.
+        # Destination: instance uuid -> the leases it is to take, and the
+        # SRs it connected ({SR uuid: ref}).
         self.dest_leases: dict[str, list] = {}
+        self.dest_srs: dict[str, dict[str, str]] = {}
         # Source: instance uuid -> its leases, from
         # check_can_live_migrate_source to live_migration.
         self.planned_leases: dict[str, list] = {}
@@ -195,7 +198,10 @@ class ResignVolumeOpsMixin(object):
         lease is then taken and the GC let run, while for a migration's
         destination (inside ``pre_live_migration``) the source still holds
         it: leaf-coalesce is held off too, until
-        ``post_live_migration_at_destination`` takes the lease.
+        ``post_live_migration_at_destination`` takes the lease.  An LVHD SR
+        already plugged here (a second volume, a re-attach after a
+        restart) is used only once this pool holds its lease
+        (``volume_lease.ensure_held``; ``LeaseHeld`` otherwise).
         """
         state = self._resign_state
         style, host, port, _ = state.options()
@@ -221,22 +227,52 @@ class ResignVolumeOpsMixin(object):
             except Exception:
                 with state.excutils.save_and_reraise_exception():
                     volume_utils.forget_sr(state.session, sr_ref)
+        elif lease is not None and collector is None:
+            volume_lease.ensure_held(state.leases, state.renewer, lease,
+                                     sr_ref)
         return sr_ref, sr_uuid
 
     def _detach_vbds_and_srs(self, vm_ref, vbd_refs):
-        """Nova's method; then the leases of the SRs it forgot go back."""
+        """Nova's method; a held SR's lease goes back before SM logs out.
+
+        Nova forgets an SR once no VBD uses it (``purge_sr``), and SM then
+        logs out of its target: dom0 no longer sees the LUN, so the lease
+        must be released before the forget.  VBDs on SRs whose lease this
+        host holds are detached here in Nova's order (unplug unless the VM
+        is shut down, destroy, then forget the SR if unused), with the
+        release between the last VBD and the forget; the others go to
+        Nova's method.
+        """
         state = self._resign_state
-        held = {}
-        if state.renewer.held:
-            for vbd_ref in vbd_refs:
+        held = {h.sr_ref: uuid for uuid, h in
+                list(state.renewer.held.items())}
+        ours, others = [], []
+        for vbd_ref in vbd_refs:
+            sr_ref = None
+            if held:
                 sr_ref = self._session.call_xenapi(
                     "VDI.get_SR", self._session.call_xenapi("VBD.get_VDI",
                                                             vbd_ref))
-                held.update({uuid: h.sr_ref for uuid, h in
-                             list(state.renewer.held.items())
-                             if h.sr_ref == sr_ref})
-        super()._detach_vbds_and_srs(vm_ref, vbd_refs)
-        volume_lease.release_forgotten(state.leases, state.renewer, held)
+            (ours if sr_ref in held else others).append((vbd_ref, sr_ref))
+        if others or not ours:
+            super()._detach_vbds_and_srs(vm_ref, [v for v, _ in others])
+        if not ours:
+            return
+        from nova.virt.xenapi import vm_utils
+        shut_down = vm_utils.is_vm_shutdown(self._session, vm_ref)
+        for vbd_ref, sr_ref in ours:
+            if not shut_down:
+                vm_utils.unplug_vbd(self._session, vbd_ref, vm_ref)
+            vm_utils.destroy_vbd(self._session, vbd_ref)
+            if live_migration.sr_in_use(self._session, sr_ref):
+                continue
+            try:
+                volume_lease.release_before_forget(
+                    state.leases, state.renewer, held[sr_ref], sr_ref)
+            except exception.LeaseError as exc:
+                LOG.error("Could not release the lease of SR %s (%s): it "
+                          "expires unrenewed", held[sr_ref], exc)
+            volume_utils.forget_sr(self._session, sr_ref)
 
 
 class ResignVMOpsMixin(object):
@@ -264,6 +300,21 @@ class ResignVMOpsMixin(object):
         if sr_ref is None:
             return super()._generate_vdi_map(destination_sr_ref, vm_ref)
         return super()._generate_vdi_map(destination_sr_ref, vm_ref, sr_ref)
+
+    def _call_live_migrate_command(self, command_name, vm_ref,
+                                   migrate_data):
+        """Nova's method; after ``VM.migrate_send`` the leases go over.
+
+        The VM has left, Nova has not yet forgotten the source's SRs:
+        while they are still plugged (dom0 still sees the LUNs) this
+        thread's ``live_migration`` hands their leases to the destination
+        (``volume_lease.hand_over_before_forget``).
+        """
+        super()._call_live_migrate_command(command_name, vm_ref,
+                                           migrate_data)
+        hand_over = self._resign_state.current("hand_over")
+        if command_name == "VM.migrate_send" and hand_over is not None:
+            hand_over()
 
     def _get_iscsi_srs(self, ctxt, instance_ref):
         """Nova's list of the VM's iSCSI SRs, each SR once, LVHD volumes too.
@@ -379,7 +430,9 @@ class ResignDriverMixin(object):
         return self._resign_with_map(result, volume_map)
 
     def _resign_check_leases(self, instance: Any, migrate_data: Any,
-                             leases: list) -> None:
+                             leases: list,
+                             checked: live_migration.CheckedVolumes | None
+                             ) -> None:
         """The lease pre-check of a cross-pool migration (volume_lease).
 
         Takes the destination's lease offer out of ``migrate_send_data``
@@ -405,7 +458,8 @@ class ResignDriverMixin(object):
         dest = volume_lease.check_source(
             state.leases, state.renewer,
             self._vmops._get_vm_opaque_ref(instance), leases, offer,
-            group.max_clock_skew, group.ignore_clock_skew, in_flight)
+            group.max_clock_skew, group.ignore_clock_skew, in_flight,
+            checked.lvhd_vdis() if checked is not None else {})
         with state.lock:
             state.source_leases[_instance_uuid(instance)] = (leases, dest)
 
@@ -427,7 +481,8 @@ class ResignDriverMixin(object):
             try:
                 checked = self._resign_check_source(instance, migrate_data,
                                                     remembered)
-                self._resign_check_leases(instance, migrate_data, leases)
+                self._resign_check_leases(instance, migrate_data, leases,
+                                          checked)
             except Exception as exc:
                 # Nova's live_migrate: any failure runs recover_method
                 # (_rollback_live_migration) and is re-raised.
@@ -435,11 +490,28 @@ class ResignDriverMixin(object):
                     LOG.error("Live migration pre-check failed: %s", exc)
                     recover(context, instance, dest, migrate_data)
         state.local.checked = checked
+        state.local.hand_over = lambda: self._resign_hand_over(instance,
+                                                               checked)
         try:
             super().live_migration(context, instance, dest, post_method,
                                    recover, block_migration, migrate_data)
         finally:
             state.local.checked = None
+            state.local.hand_over = None
+
+    def _resign_hand_over(self, instance: Any,
+                          checked: live_migration.CheckedVolumes | None
+                          ) -> None:
+        """Source, right after ``VM.migrate_send``: hand the leases over."""
+        state = self._resign_state
+        with state.lock:
+            leases, dest = state.source_leases.pop(
+                _instance_uuid(instance), ([], None))
+        if leases:
+            volume_lease.hand_over_before_forget(
+                state.leases, state.renewer, leases, dest,
+                checked.srs if checked is not None else {},
+                checked.lvhd_vdis() if checked is not None else {})
 
     def _resign_rollback_leases(self, instance: Any) -> None:
         """Source rollback: while the VM is still here, hold its leases."""
@@ -461,19 +533,6 @@ class ResignDriverMixin(object):
         LOG.info("Live migration rollback: source holds the leases of %s "
                  "(re-acquired: %s)", sorted(x.sr_uuid for x in leases),
                  regained or "none")
-
-    def post_live_migration(self, context, instance, block_device_info,
-                            migrate_data=None):
-        result = super().post_live_migration(context, instance,
-                                             block_device_info, migrate_data)
-        state = self._resign_state
-        with state.lock:
-            leases, dest = state.source_leases.pop(
-                _instance_uuid(instance), ([], None))
-        if leases:
-            volume_lease.hand_over_forgotten(state.leases, state.renewer,
-                                             leases, dest)
-        return result
 
     def _resign_check_source(self, instance: Any, migrate_data: Any,
                              remembered: dict[str, str] | None
@@ -537,6 +596,9 @@ class ResignDriverMixin(object):
             with state.lock:
                 state.dest_state[uuid] = introduced
                 state.dest_leases[uuid] = volume_lease.leases_of(injected)
+        with state.lock:
+            state.dest_srs[uuid] = dict(_field(result, "sr_uuid_map", {})
+                                        or {})
         send = _field(result, "migrate_send_data", None)
         if send and state.dest_leases[uuid]:
             # Who takes the LVHD volumes' leases, and its clock, for the
@@ -557,6 +619,7 @@ class ResignDriverMixin(object):
         with state.lock:
             introduced = state.dest_state.pop(_instance_uuid(instance), None)
             state.dest_leases.pop(_instance_uuid(instance), None)
+            state.dest_srs.pop(_instance_uuid(instance), None)
         if introduced is None and migrate_data is None:
             # Nothing known about this migration: Nova's own behaviour.
             return super().rollback_live_migration_at_destination(
@@ -587,9 +650,10 @@ class ResignDriverMixin(object):
         with state.lock:
             state.dest_state.pop(_instance_uuid(instance), None)
             leases = state.dest_leases.pop(_instance_uuid(instance), [])
+            sr_refs = state.dest_srs.pop(_instance_uuid(instance), {})
         if leases:
             volume_lease.acquire_at_destination(state.leases, state.renewer,
-                                                leases)
+                                                leases, sr_refs)
         return super().post_live_migration_at_destination(
             context, instance, network_info, block_migration,
             block_device_info)

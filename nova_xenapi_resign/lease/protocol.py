@@ -14,9 +14,10 @@ anything with ``name``, ``read_slots()`` and ``write_slot(slot, data)``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 import dataclasses
 import time
-from typing import Callable, Optional, Protocol
+from typing import Any, Callable, Optional, Protocol
 
 from oslo_log import log as logging
 
@@ -164,30 +165,56 @@ class DeltaLease:
         """Take the lease, or raise :class:`LeaseHeld`.
 
         Refused before the claim, nothing was written; refused after it,
-        another host's claim landed later and won.
+        another host's claim landed later and won.  The three steps are
+        :meth:`begin`, :meth:`claim` and :meth:`confirm`, each preceded by
+        the wait the previous one asked for (:func:`acquire_many` runs
+        them for several SRs with one wait each).
         """
+        first, wait = self.begin()
+        self._wait(wait)
+        claim, since, wait = self.claim(first)
+        self._wait(wait)
+        return self.confirm(claim, since)
+
+    def begin(self) -> tuple[rec.Snapshot, float]:
+        """First read; the seconds to watch it before :meth:`claim`."""
         first = self.read()
-        latest = first.latest
-        if not self._may_skip_wait(latest):
-            LOG.info("Lease of SR %s: waiting %.1f s to see whether %s "
-                     "renews it", self.sr_uuid, self.timing.takeover_wait,
-                     latest.owner if latest else "anyone")
-            self._wait(self.timing.takeover_wait)
+        if self._may_skip_wait(first.latest):
+            return first, 0.0
+        LOG.info("Lease of SR %s: waiting %.1f s to see whether %s "
+                 "renews it", self.sr_uuid, self.timing.takeover_wait,
+                 first.latest.owner if first.latest else "anyone")
+        return first, self.timing.takeover_wait
+
+    def claim(self, first: rec.Snapshot
+              ) -> tuple[rec.LeaseRecord, float, float]:
+        """Refuse if it changed since ``first``, else write our claim.
+
+        Returns the claim, when its write started, and the seconds to wait
+        before :meth:`confirm`: none when the record was handed over to us
+        by name (every other claimant must watch it ``D + T`` and sees our
+        claim), the claim wait ``3T`` otherwise.
+        """
         last = self.read()
         if last.raw != first.raw:
             raise self._refuse(last.latest, "it was written while we "
                                "watched it")
+        latest = first.latest
         generation = latest.generation + 1 if latest else 1
         claim = self._record(rec.STATE_HELD, generation, 0, owner=self.me)
         since = self._write(last, claim)
-        self._wait(self.timing.claim_wait)
+        reserved = latest is not None and latest.next_owner == self.me
+        return claim, since, 0.0 if reserved else self.timing.claim_wait
+
+    def confirm(self, claim: rec.LeaseRecord, since: float) -> Held:
+        """Ours if the newest record is still exactly our claim."""
         check = self.read()
         if check.latest != claim:
             raise self._refuse(check.latest, "another host claimed it at "
                                "the same time and won")
         self.held = Held(claim, since)
         LOG.info("Lease of SR %s acquired by %s (generation %d)",
-                 self.sr_uuid, self.me, generation)
+                 self.sr_uuid, self.me, claim.generation)
         return self.held
 
     def valid(self) -> bool:
@@ -272,3 +299,37 @@ def initial_area(sr_uuid: str, timing: Timing = DEFAULT_TIMING,
     """
     return (rec.slot_bytes(initial_record(sr_uuid, timing, wall_clock))
             + bytes(rec.SLOT_STRIDE))
+
+
+def acquire_many(leases: Sequence[DeltaLease]
+                 ) -> dict[str, Held | exception.LeaseError]:
+    """Acquire several SRs' leases of one host, waiting once per step.
+
+    :meth:`DeltaLease.acquire` for each, the steps interleaved: every first
+    read, the longest watch any needs, every claim, the longest claim wait,
+    every check.  N volumes cost one ``D + T`` and one ``3T`` at most, not
+    N of each.  Never raises for one SR: ``{sr uuid: Held or the error}``.
+    """
+    out: dict[str, Held | exception.LeaseError] = {}
+    steps: list[tuple[DeltaLease, Any]] = [(x, None) for x in leases]
+    for step in ("begin", "claim", "confirm"):
+        results, wait = [], 0.0
+        for lease, arg in steps:
+            try:
+                if step == "begin":
+                    first, seconds = lease.begin()
+                    results.append((lease, first))
+                elif step == "claim":
+                    claim, since, seconds = lease.claim(arg)
+                    results.append((lease, (claim, since)))
+                else:
+                    out[lease.sr_uuid] = lease.confirm(*arg)
+                    seconds = 0.0
+            except exception.LeaseError as exc:
+                out[lease.sr_uuid] = exc
+                continue
+            wait = max(wait, seconds)
+        if results:
+            results[0][0]._wait(wait)
+        steps = results
+    return out

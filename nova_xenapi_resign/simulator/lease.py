@@ -14,7 +14,10 @@ with what a dom0 has of its own:
 * its view of the SAN: ``/dev/disk/by-id/scsi-<SCSIid>`` opens the LUN
   image of a target the host logged in to (an ``lvmoiscsi`` PBD.plug on it,
   as dom0's udev links appear after SM's iSCSI login); any other path does
-  not exist there.
+  not exist there.  When the host's last plugged PBD on a target (portal
+  and IQN, any iSCSI SR type) is unplugged, SM logs out of it (sm
+  ``ISCSISR.detach`` with the target's refcount at zero) and its LUNs'
+  links are gone: a plugin call naming them fails as on a real dom0.
 
 A plugin missing from the checkout is ``XENAPI_MISSING_PLUGIN``, as on a
 host where it was never installed.
@@ -51,6 +54,8 @@ PLUGIN_PATH = os.path.join(
         __file__)))), "dom0", "etc", "xapi.d", "plugins", NAME + ".py")
 BY_ID = "/dev/disk/by-id/scsi-"
 LVHD_TYPES = ("lvmoiscsi", "relvmoiscsi")
+#: SR types whose PBDs hold an iSCSI session in dom0.
+ISCSI_TYPES = ("iscsi",) + LVHD_TYPES
 #: Methods after which the hazards are checked (they plug, unplug, scan,
 #: forget an SR or change its other_config).
 CHECKED_PREFIXES = ("SR.", "PBD.")
@@ -104,6 +109,8 @@ class HostState(object):
         self.host = host
         self.clock = HostClock()
         self.luns: dict[str, str] = {}  # SCSIid -> LUN image path
+        #: SCSIid -> (portal, IQN) of the session it came through.
+        self.targets: dict[str, tuple[str, str]] = {}
         spec = importlib.util.spec_from_file_location(
             "%s_%s_%s" % (NAME, pool.name, host.replace(":", "_")),
             PLUGIN_PATH)
@@ -171,7 +178,33 @@ def note_plug(pool, pbd: dict) -> None:
         return
     image = lun_image(pool, config)
     if image is not None:
-        host_state(pool, pbd["host"]).luns[scsi_id] = image
+        state = host_state(pool, pbd["host"])
+        state.luns[scsi_id] = image
+        state.targets[scsi_id] = _target(config)
+
+
+def _target(config) -> tuple[str, str]:
+    return (sanmod.normalize_portal(config.get("target", ""),
+                                    config.get("port") or None),
+            config.get("targetIQN", ""))
+
+
+def note_unplug(pool, pbd: dict) -> None:
+    """A PBD unplugged: the last one on its target logs the host out."""
+    db = pool.db
+    if db.get("SR", pbd["SR"], "type") not in ISCSI_TYPES:
+        return
+    target = _target(pbd["device_config"])
+    for other in db.all_refs("PBD"):
+        rec_ = db.raw("PBD", other)
+        if (rec_["currently_attached"] and rec_["host"] == pbd["host"]
+                and db.get("SR", rec_["SR"], "type") in ISCSI_TYPES
+                and _target(rec_["device_config"]) == target):
+            return
+    state = host_state(pool, pbd["host"])
+    for scsi_id in [s for s, t in state.targets.items() if t == target]:
+        del state.targets[scsi_id]
+        del state.luns[scsi_id]
 
 
 def lun_image(pool, config) -> str | None:

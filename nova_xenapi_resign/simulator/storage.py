@@ -169,6 +169,7 @@ def pbd_unplug(pool, session, pbd):
     if in_use:
         raise errors.vdis_in_use(in_use)
     rec["currently_attached"] = False
+    lease.note_unplug(pool, rec)
     return ""
 
 

@@ -217,7 +217,8 @@ def inject_source_sr_uuids(block_device_info: Mapping[str, Any] | None,
     return new_info
 
 
-def _sr_in_use(session: Any, sr_ref: str) -> bool:
+def sr_in_use(session: Any, sr_ref: str) -> bool:
+    """Whether a VBD (plugged or not) uses a VDI of the SR."""
     for vdi_ref in session.call_xenapi("SR.get_VDIs", sr_ref):
         if session.call_xenapi("VDI.get_VBDs", vdi_ref):
             return True
@@ -244,7 +245,7 @@ def forget_introduced_srs(session: Any,
             sr_ref = volume_utils.find_sr_by_uuid(session, sr_uuid)
             if sr_ref is None:
                 continue
-            if _sr_in_use(session, sr_ref):
+            if sr_in_use(session, sr_ref):
                 LOG.warning("Rollback: SR %s is in use by a VBD; not "
                             "forgetting it", sr_uuid)
                 continue
@@ -259,7 +260,7 @@ def forget_introduced_srs(session: Any,
 
 # --- 3. Source: refuse before XAPI moves anything ---------------------------
 
-def _any_of(field: str, values: Iterable[str]) -> str:
+def any_of(field: str, values: Iterable[str]) -> str:
     """An XAPI ``get_all_records_where`` filter: ``field`` is any value."""
     return " or ".join('field "%s"="%s"' % (field, v) for v in values)
 
@@ -281,6 +282,15 @@ class CheckedVolumes:
     vdis: Mapping[str, tuple[str, ...]]
     #: The refs of ``srs`` that are ``lvmoiscsi`` (VDI-per-LUN volumes).
     lvhd_srs: tuple[str, ...] = ()
+    #: Every VDI of each SR ref of ``srs`` (the VM's and any other), as
+    #: its record said: the lease steps need no ``SR.get_VDIs``.
+    sr_vdis: Mapping[str, tuple[str, ...]] = dataclasses.field(
+        default_factory=dict)
+
+    def lvhd_vdis(self) -> dict[str, tuple[str, ...]]:
+        """``{SR uuid: every VDI ref on it}`` of the ``lvmoiscsi`` SRs."""
+        return {uuid: self.sr_vdis.get(ref, ()) for uuid, ref in
+                self.srs.items() if ref in self.lvhd_srs}
 
     def vdi_map(self, vm_ref: str, sr_ref: str,
                 destination_sr_ref: str) -> dict[str, str] | None:
@@ -336,7 +346,7 @@ def _local_srs(session: Any, sr_uuid_map: Mapping[str, str],
     if not sr_uuid_map:
         return {}
     found = session.call_xenapi("SR.get_all_records_where",
-                                _any_of("uuid", sorted(sr_uuid_map)))
+                                any_of("uuid", sorted(sr_uuid_map)))
     missing = sorted(set(sr_uuid_map) - {r["uuid"] for r in found.values()})
     if missing:
         dest_uuid = missing[0]
@@ -415,4 +425,6 @@ def check_sr_uuid_map(session: Any, vm_ref: str,
         srs={rec["uuid"]: ref for ref, rec in local.items()},
         vdis={ref: tuple(found) for ref, found in vdis.items()},
         lvhd_srs=tuple(ref for ref, rec in local.items()
-                       if rec.get("type") == volume_utils.SR_TYPE_LVMOISCSI))
+                       if rec.get("type") == volume_utils.SR_TYPE_LVMOISCSI),
+        sr_vdis={ref: tuple(rec.get("VDIs") or ()) for ref, rec in
+                 local.items()})

@@ -8,7 +8,9 @@ garbage collector):
 
 * attach: the SR is introduced with its GC held off (SR ``other_config``
   ``gc=false``), the lease is acquired, then the GC is let run;
-* detach: once the SR is forgotten, the lease is released;
+* detach: once no VBD uses the SR, its GC is held off and the lease
+  released, then the SR is unplugged and forgotten (dom0 sees the LUN only
+  while an SR on its target is plugged);
 * a :class:`Renewer` renews every held lease every ``D / 3`` with one
   ``renew_many`` call per host, and holds off the GC of an SR whose renewal
   failed (the lease may be someone else's by now);
@@ -110,7 +112,18 @@ def owner_of(latest: Mapping[str, Any] | None) -> rec.Owner | None:
 # --- SM's switches -----------------------------------------------------------
 
 def _set_key(session: Any, cls: str, ref: str, key: str, value: str) -> None:
-    """Set one other_config key in one write (never removed meanwhile)."""
+    """Set one other_config key: one ``add_to_other_config`` call.
+
+    Only when the key is already there (``MAP_DUPLICATE_KEY``) is the map
+    read and, if the value differs, written whole (never removed
+    meanwhile, so it is never absent).
+    """
+    try:
+        session.call_xenapi("%s.add_to_other_config" % cls, ref, key, value)
+        return
+    except volume_utils.failure_classes(session) as exc:
+        if (exc.details or [None])[0] != "MAP_DUPLICATE_KEY":
+            raise
     config = dict(session.call_xenapi("%s.get_other_config" % cls, ref))
     if config.get(key) != value:
         config[key] = value
@@ -122,9 +135,12 @@ def hold_off_gc(session: Any, sr_ref: str) -> None:
     _set_key(session, "SR", sr_ref, GC_KEY, "false")
 
 
-def hold_off_leaf_coalesce(session: Any, sr_ref: str) -> None:
-    """``leaf-coalesce=false`` on every VDI of the SR."""
-    for vdi in session.call_xenapi("SR.get_VDIs", sr_ref):
+def hold_off_leaf_coalesce(session: Any, sr_ref: str,
+                           vdis: Iterable[str] | None = None) -> None:
+    """``leaf-coalesce=false`` on every VDI of the SR (``vdis`` if known)."""
+    if vdis is None:
+        vdis = session.call_xenapi("SR.get_VDIs", sr_ref)
+    for vdi in vdis:
         _set_key(session, "VDI", vdi, LEAF_COALESCE_KEY, "false")
 
 
@@ -194,6 +210,9 @@ class LeaseClient(object):
     def acquire(self, lease: VolumeLease) -> dict:
         return self.call("acquire", lease)
 
+    def renew(self, lease: VolumeLease) -> dict:
+        return self.call("renew", lease)
+
     def release(self, lease: VolumeLease) -> dict:
         return self.call("release", lease)
 
@@ -202,8 +221,16 @@ class LeaseClient(object):
                          next_host=to.host)
 
     def renew_many(self, leases: Iterable[VolumeLease]) -> dict:
+        return self._many("renew_many", leases)
+
+    def acquire_many(self, leases: Iterable[VolumeLease]) -> dict:
+        """Acquire several SRs' leases with one watch and one claim wait."""
+        return self._many("acquire_many", leases)
+
+    def _many(self, fn: str, leases: Iterable[VolumeLease]) -> dict:
+        """``{sr uuid: record or [error class, message]}``; never per SR."""
         items = [{"device": x.device, "sr_uuid": x.sr_uuid} for x in leases]
-        return self.call("renew_many", leases=json.dumps(items))
+        return self.call(fn, leases=json.dumps(items))
 
 
 # --- what this host holds ----------------------------------------------------
@@ -302,22 +329,6 @@ def take(client: LeaseClient, renewer: Renewer, lease: VolumeLease,
     LOG.info("Holding the lease of volume SR %s", lease.sr_uuid)
 
 
-def release_forgotten(client: LeaseClient, renewer: Renewer,
-                      sr_refs: Mapping[str, str]) -> list[str]:
-    """Release the leases of held SRs (``{sr uuid: ref}``) now forgotten."""
-    released = []
-    for sr_uuid, sr_ref in sr_refs.items():
-        if volume_utils.find_sr_by_uuid(client.session, sr_uuid):
-            continue
-        held = renewer.drop(sr_uuid)
-        if held is None:
-            continue
-        client.release(held.lease)
-        released.append(sr_uuid)
-        LOG.info("Released the lease of forgotten volume SR %s", sr_uuid)
-    return released
-
-
 # --- live migration ----------------------------------------------------------
 
 def servertime(session: Any, host_ref: str) -> str:
@@ -340,28 +351,20 @@ def _refuse(lease: VolumeLease, reason: str, action: str) -> Exception:
         action=action)
 
 
-def _shared_with(session: Any, vm_ref: str, sr_uuid: str) -> list[str]:
-    """VMs other than ``vm_ref`` with a VBD on the SR's VDIs."""
-    sr_ref = session.call_xenapi("SR.get_by_uuid", sr_uuid)
-    others = set()
-    for vdi in session.call_xenapi("SR.get_VDIs", sr_ref):
-        for vbd in session.call_xenapi("VDI.get_VBDs", vdi):
-            vm = session.call_xenapi("VBD.get_VM", vbd)
-            if vm != vm_ref:
-                others.add(vm)
-    return sorted(others)
-
-
 def check_source(client: LeaseClient, renewer: Renewer, vm_ref: str,
                  leases: Iterable[VolumeLease],
                  offer: Mapping[str, str], max_skew: float,
-                 ignore_skew: bool, in_flight: Iterable[str]) -> rec.Owner:
+                 ignore_skew: bool, in_flight: Iterable[str],
+                 sr_vdis: Mapping[str, Iterable[str]]) -> rec.Owner:
     """The source's lease pre-check; returns the destination's owner name.
 
     Refuses (``LiveMigrationPreCheckError``, ``ClockSkewTooLarge``) when the
     destination does not take leases, the clocks differ too much, an SR is
-    not held by this pool, is shared with another VM, or another migration
-    of it is under way.  Nothing is changed.
+    not held by this pool, is shared with another VM (``sr_vdis``: {SR
+    uuid: every VDI on it}, as the SR pre-check read them), or another
+    migration of it is under way.  Changes nothing but a renewal: one
+    ``renew_many`` proves every lease is still this host's on the LUN, and
+    one VBD query covers every SR's VDIs.
     """
     leases = list(leases)
     in_flight = set(in_flight)
@@ -382,15 +385,25 @@ def check_source(client: LeaseClient, renewer: Renewer, vm_ref: str,
         if lease.sr_uuid in in_flight:
             raise _refuse(lease, "another live migration of a VM on this SR "
                           "is under way", "Migrate one VM at a time.")
-        holder = owner_of(client.read(lease))
-        if holder != me or not renewer.holds(lease.sr_uuid):
+        if not renewer.holds(lease.sr_uuid):
+            raise _refuse(lease, "the SR's lease: this host (%s) renews "
+                          "it no longer" % (me,), "Detach and re-attach the "
+                          "volume here first.")
+    renewed = client.renew_many(leases)
+    for lease in leases:
+        if not isinstance(renewed.get(lease.sr_uuid), dict):
             raise _refuse(lease, "this host (%s) does not hold the SR's "
-                          "lease (on the LUN: %s%s)" % (
-                              me, holder or "nobody",
-                              "" if renewer.holds(lease.sr_uuid) else
-                              "; this host renews it no longer"),
+                          "lease on the LUN (%s)" % (
+                              me, renewed.get(lease.sr_uuid)),
                           "Detach and re-attach the volume here first.")
-        others = _shared_with(client.session, vm_ref, lease.sr_uuid)
+    vdis = {v: lease for lease in leases
+            for v in sr_vdis.get(lease.sr_uuid, ())}
+    vbds = client.session.call_xenapi(
+        "VBD.get_all_records_where",
+        live_migration.any_of("VDI", vdis)) if vdis else {}
+    for lease in leases:
+        others = sorted({r["VM"] for r in vbds.values()
+                         if vdis[r["VDI"]] is lease} - {vm_ref})
         if others:
             raise _refuse(lease, "the SR is used by other VMs too (%s)"
                           % ", ".join(others), "Only an SR used by the "
@@ -441,49 +454,132 @@ def report_stale(client: LeaseClient, renewer: Renewer) -> list[str]:
     return stale
 
 
-def hand_over_forgotten(client: LeaseClient, renewer: Renewer,
-                        leases: Iterable[VolumeLease],
-                        to: rec.Owner) -> list[str]:
-    """Source, after the migration: hand over each SR it has forgotten.
+def ensure_held(client: LeaseClient, renewer: Renewer, lease: VolumeLease,
+                sr_ref: str) -> str:
+    """An SR already plugged here: make sure this pool holds its lease.
 
-    An SR still known here is kept (and its lease with it): handing it over
-    would leave it plugged in a pool without the lease.
+    A second volume on the SR, or a re-attach after nova-compute restarted
+    (its renewer forgot what it held).  Renewed when dom0 still holds it
+    (``renew`` checks its record on the LUN and its own clock), else the
+    GC is held off and the lease acquired (``LeaseHeld`` when another pool
+    has it; the SR then stays with its GC off and is not forgotten, since
+    this pool's other VMs may use it).  Returns "held", "renewed" or
+    "acquired".
     """
+    if renewer.holds(lease.sr_uuid):
+        return "held"
+    try:
+        client.renew(lease)
+    except exception.LeaseError:
+        hold_off_gc(client.session, sr_ref)
+        take(client, renewer, lease, sr_ref)
+        return "acquired"
+    renewer.add(lease, sr_ref)
+    LOG.info("Holding the lease of volume SR %s again", lease.sr_uuid)
+    return "renewed"
+
+
+def hand_over_before_forget(client: LeaseClient, renewer: Renewer,
+                            leases: Iterable[VolumeLease], to: rec.Owner,
+                            sr_refs: Mapping[str, str],
+                            sr_vdis: Mapping[str, Iterable[str]]
+                            ) -> list[str]:
+    """Source, after ``VM.migrate_send``, before Nova forgets its SRs.
+
+    The SR is still plugged, so dom0 still sees the LUN (SM logs out of the
+    target when its last SR detaches).  Once one query shows no VBD on any
+    of the SRs' VDIs (``sr_vdis``: {SR uuid: every VDI}, ``sr_refs``: {SR
+    uuid: ref}, both as the pre-check read them), each SR gets ``gc=false``
+    and its VDIs ``leaf-coalesce=false``, then its lease is handed over,
+    reserved for ``to``.  Never raises: an SR that cannot be quiesced or
+    handed over is only dropped from the renewer (its lease expires after
+    ``D``; the destination takes it after ``D + T``).
+    """
+    leases = list(leases)
+    session = client.session
+    for lease in leases:
+        renewer.drop(lease.sr_uuid)
+    try:
+        vdis = [v for x in leases for v in sr_vdis.get(x.sr_uuid, ())]
+        used = {r["VDI"] for r in session.call_xenapi(
+            "VBD.get_all_records_where",
+            live_migration.any_of("VDI", vdis)).values()} if vdis else set()
+    except Exception as exc:
+        LOG.error("Could not list the VBDs of SRs %s (%s): no hand-over; "
+                  "the destination takes the leases after they expired",
+                  [x.sr_uuid for x in leases], exc)
+        return []
     handed = []
     for lease in leases:
-        if volume_utils.find_sr_by_uuid(client.session, lease.sr_uuid):
-            LOG.error("Volume SR %s is still known on the source after the "
-                      "migration: its lease stays here; the destination "
-                      "keeps its GC off until an operator forgets it here",
-                      lease.sr_uuid)
+        try:
+            sr_ref = sr_refs[lease.sr_uuid]
+            in_use = used & set(sr_vdis.get(lease.sr_uuid, ()))
+            if in_use:
+                raise exception.LeaseError(
+                    sr=lease.sr_uuid, device=lease.device,
+                    reason="VDIs %s still have VBDs" % sorted(in_use))
+            hold_off_gc(session, sr_ref)
+            hold_off_leaf_coalesce(session, sr_ref,
+                                   sr_vdis.get(lease.sr_uuid, ()))
+            client.hand_over(lease, to)
+        except Exception as exc:
+            LOG.error("Could not hand the lease of SR %s over to %s (%s): "
+                      "it is no longer renewed here; the destination takes "
+                      "it after it expired", lease.sr_uuid, to, exc)
             continue
-        renewer.drop(lease.sr_uuid)
-        client.hand_over(lease, to)
         handed.append(lease.sr_uuid)
         LOG.info("Handed the lease of SR %s over to %s", lease.sr_uuid, to)
     return handed
 
 
-def acquire_at_destination(client: LeaseClient, renewer: Renewer,
-                           leases: Iterable[VolumeLease]) -> list[str]:
-    """Destination, after the migration: take each lease, then run GC.
+def release_before_forget(client: LeaseClient, renewer: Renewer,
+                          sr_uuid: str, sr_ref: str) -> bool:
+    """Detach: release a held SR's lease while it is still plugged.
 
-    Immediate when the source handed it over; up to ``D + T`` when the
-    source died before it could (the lease then expires first).  A refusal
-    leaves the SR with its GC off and is logged for the operator.
+    Called once no VBD uses the SR, before it is unplugged and forgotten
+    (afterwards dom0 no longer sees the LUN).  False when this host does
+    not hold it.
     """
+    held = renewer.drop(sr_uuid)
+    if held is None:
+        return False
+    hold_off_gc(client.session, sr_ref)
+    client.release(held.lease)
+    LOG.info("Released the lease of volume SR %s before forgetting it",
+             sr_uuid)
+    return True
+
+
+def acquire_at_destination(client: LeaseClient, renewer: Renewer,
+                           leases: Iterable[VolumeLease],
+                           sr_refs: Mapping[str, str] | None = None
+                           ) -> list[str]:
+    """Destination, after the migration: take every lease, then run GC.
+
+    One ``acquire_many`` call for all the VM's SRs: immediate for those the
+    source handed over by name; one ``D + T`` for all when the source died
+    before it could (the leases expire first).  A refusal leaves the SR
+    with its GC off and is logged for the operator.  ``sr_refs`` ({SR
+    uuid: ref}, what ``pre_live_migration`` connected) spares a lookup.
+    """
+    known = sr_refs or {}
+    refs = {x.sr_uuid: known.get(x.sr_uuid) or volume_utils.find_sr_by_uuid(
+        client.session, x.sr_uuid) for x in leases}
+    wanted = [x for x in leases if refs[x.sr_uuid] is not None]
+    if not wanted:
+        return []
+    answer = client.acquire_many(wanted)
     taken = []
-    for lease in leases:
-        sr_ref = volume_utils.find_sr_by_uuid(client.session, lease.sr_uuid)
-        if sr_ref is None:
-            continue
-        try:
-            take(client, renewer, lease, sr_ref, vdis=True)
-        except exception.LeaseError as exc:
+    for lease in wanted:
+        result = answer.get(lease.sr_uuid)
+        if not isinstance(result, dict):
             LOG.error("Could not take the lease of migrated volume SR %s; "
                       "its garbage collector stays off: %s", lease.sr_uuid,
-                      exc)
+                      result)
             continue
+        renewer.add(lease, refs[lease.sr_uuid])
+        resume(client.session, refs[lease.sr_uuid], vdis=True)
+        LOG.info("Holding the lease of volume SR %s", lease.sr_uuid)
         taken.append(lease.sr_uuid)
     return taken
 
@@ -492,22 +588,39 @@ def reacquire_at_source(client: LeaseClient, renewer: Renewer,
                         leases: Iterable[VolumeLease]) -> list[str]:
     """Source rollback: hold every lease of the VM's SRs again.
 
-    A lease still held here needs nothing; one handed over (or lost) is
-    acquired again, waiting ``D + T`` unless it is free for anyone, before
-    the SR's GC may run here.
+    A lease the renewer still holds needs nothing.  The others: one
+    ``renew_many`` keeps those dom0 still holds; the rest (handed over,
+    lost) get their SR's GC held off and are taken with one
+    ``acquire_many``, which waits ``D + T`` once unless they are free for
+    anyone; only then may their GC run here.  A refusal leaves that SR's GC
+    off and is logged.  Returns the SRs acquired anew.
     """
+    missing = [x for x in leases if not renewer.holds(x.sr_uuid)]
+    if not missing:
+        return []
+    session = client.session
+    refs = {x.sr_uuid: volume_utils.find_sr_by_uuid(session, x.sr_uuid)
+            for x in missing}
+    renewed = client.renew_many(missing)
+    lost = [x for x in missing
+            if not isinstance(renewed.get(x.sr_uuid), dict)]
+    for lease in lost:
+        if refs[lease.sr_uuid] is not None:
+            hold_off_gc(session, refs[lease.sr_uuid])
+    acquired = client.acquire_many(lost) if lost else {}
     regained = []
-    for lease in leases:
-        sr_ref = volume_utils.find_sr_by_uuid(client.session, lease.sr_uuid)
-        if owner_of(client.read(lease)) == client.me:
-            if sr_ref is not None and not renewer.holds(lease.sr_uuid):
-                renewer.add(lease, sr_ref)
+    for lease in missing:
+        sr_ref = refs[lease.sr_uuid]
+        if lease in lost and not isinstance(acquired.get(lease.sr_uuid),
+                                            dict):
+            LOG.error("Rollback: could not take the lease of SR %s back; "
+                      "its garbage collector stays off: %s", lease.sr_uuid,
+                      acquired.get(lease.sr_uuid))
             continue
         if sr_ref is not None:
-            hold_off_gc(client.session, sr_ref)
-        client.acquire(lease)
-        if sr_ref is not None:
             renewer.add(lease, sr_ref)
-            resume(client.session, sr_ref)
-        regained.append(lease.sr_uuid)
+            if lease in lost:
+                resume(session, sr_ref)
+        if lease in lost:
+            regained.append(lease.sr_uuid)
     return regained

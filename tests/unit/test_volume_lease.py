@@ -78,8 +78,9 @@ class TestRenewer(base.TestCase):
         self.renewer.tick()
         self.assertFalse(self.renewer.holds(A.sr_uuid))
         self.assertTrue(self.renewer.holds(B.sr_uuid))
-        self.assertIn(("SR.set_other_config", "OpaqueRef:a",
-                       {"gc": "false"}), self.client.session.calls)
+        # One call: the key was not there (add_to_other_config).
+        self.assertIn(("SR.add_to_other_config", "OpaqueRef:a", "gc",
+                       "false"), self.client.session.calls)
         self.renewer.tick()
         self.assertEqual([B.sr_uuid], self.client.rounds[-1])
 

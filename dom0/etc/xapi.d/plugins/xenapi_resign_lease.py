@@ -509,23 +509,41 @@ class Lease(object):
         return "host %s of pool %s" % (rec["owner_host"], rec["owner_pool"])
 
     def acquire(self):
-        me = (self.pool, self.host)
+        first, wait = self.begin()
+        self._wait(wait)
+        claim, since, wait = self.claim(first)
+        self._wait(wait)
+        return self.confirm(claim, since)
+
+    def begin(self):
+        """First read; the seconds to watch it before claim()."""
         first = self.read()
         latest = first["latest"]
         free_for_me = (latest is not None and latest["state"] == FREE and
                        (latest["next_pool"], latest["next_host"]) in
-                       (("", ""), me))
-        if not free_for_me:
-            self._wait(self.duration + self.io_timeout)
+                       (("", ""), (self.pool, self.host)))
+        return first, 0.0 if free_for_me else self.duration + self.io_timeout
+
+    def claim(self, first):
+        """Refuse if changed since first, else write the claim.
+
+        No claim wait when the record was handed over to us by name.
+        """
+        me = (self.pool, self.host)
         last = self.read()
         if last["raw"] != first["raw"]:
             raise LeaseRefused("%s: held by %s: it was written while we "
                                "watched it" % (self.store.name,
                                                self._owner_of(last["latest"])))
+        latest = first["latest"]
         generation = latest["generation"] + 1 if latest else 1
         claim = self._record(HELD, generation, 0, owner=me)
         since = self._write(last, claim)
-        self._wait(3 * self.io_timeout)
+        reserved = latest is not None and (
+            latest["next_pool"], latest["next_host"]) == me
+        return claim, since, 0.0 if reserved else 3 * self.io_timeout
+
+    def confirm(self, claim, since):
         check = self.read()
         if check["latest"] != claim:
             raise LeaseRefused("%s: held by %s: another host claimed it at "
@@ -643,6 +661,18 @@ def renew(session, args):
     return _with_lease(_for_owner(args), lambda lease: lease.renew(), True)
 
 
+def _each(args):
+    """(sr_uuid, item args) of ``leases``, a JSON list of {device, sr_uuid}."""
+    _for_owner(args)
+    for item in json.loads(_arg(args, "leases")):
+        yield str(item.get("sr_uuid")), dict(
+            args, device=item.get("device"), sr_uuid=item.get("sr_uuid"))
+
+
+def _failed(exc):
+    return [exc.__class__.__name__, str(exc)]
+
+
 def renew_many(session, args):
     """Renew every lease in ``leases``, a JSON list of {device, sr_uuid}.
 
@@ -651,15 +681,64 @@ def renew_many(session, args):
     Never raises for one SR: the result maps each sr_uuid to its new record
     or to [error class, message], and the caller must act on each.
     """
-    _for_owner(args)
     out = {}
-    for item in json.loads(_arg(args, "leases")):
-        one = dict(args, device=item.get("device"), sr_uuid=item.get(
-            "sr_uuid"))
+    for sr_uuid, one in _each(args):
         try:
-            out[one["sr_uuid"]] = _run(one, lambda lease: lease.renew(), True)
+            out[sr_uuid] = _run(one, lambda lease: lease.renew(), True)
         except Exception as exc:  # reported per SR, see the docstring
-            out[str(one["sr_uuid"])] = [exc.__class__.__name__, str(exc)]
+            out[sr_uuid] = _failed(exc)
+    return json.dumps(out, sort_keys=True)
+
+
+def acquire_leases(leases):
+    """acquire() for several Leases of one host, with one wait per step.
+
+    Interleaved: every first read, the longest watch any needs, every
+    claim, the longest claim wait, every check; N SRs wait one D + T and
+    one 3T at most.  Never raises for one SR: {sr_uuid: claim or error}.
+    """
+    out, steps = {}, [(lease, None) for lease in leases]
+    for step in ("begin", "claim", "confirm"):
+        results, wait = [], 0.0
+        for lease, arg in steps:
+            try:
+                if step == "begin":
+                    first, seconds = lease.begin()
+                    results.append((lease, first))
+                elif step == "claim":
+                    claim, since, seconds = lease.claim(arg)
+                    results.append((lease, (claim, since)))
+                else:
+                    out[lease.sr_uuid] = lease.confirm(*arg)
+                    seconds = 0.0
+            except (LeaseFormatError, LeaseRefused, LeaseLost,
+                    EnvironmentError) as exc:
+                out[lease.sr_uuid] = exc
+                continue
+            wait = max(wait, seconds)
+        if results:
+            results[0][0]._wait(wait)
+        steps = results
+    return out
+
+
+def acquire_many(session, args):
+    """Acquire every lease in ``leases`` (acquire_leases); like renew_many."""
+    out, devices, leases = {}, [], []
+    try:
+        for sr_uuid, one in _each(args):
+            try:
+                device = Device(_arg(one, "device"))
+                devices.append(device)
+                leases.append(_lease_for(device, one, False))
+            except Exception as exc:  # reported per SR
+                out[sr_uuid] = _failed(exc)
+        for sr_uuid, result in acquire_leases(leases).items():
+            out[sr_uuid] = (_failed(result) if isinstance(result, Exception)
+                            else result)
+    finally:
+        for device in devices:
+            device.close()
     return json.dumps(out, sort_keys=True)
 
 
@@ -673,8 +752,8 @@ def hand_over(session, args):
                        True)
 
 
-FUNCTIONS = {"read": read, "acquire": acquire, "renew": renew,
-             "renew_many": renew_many, "release": release,
+FUNCTIONS = {"read": read, "acquire": acquire, "acquire_many": acquire_many,
+             "renew": renew, "renew_many": renew_many, "release": release,
              "hand_over": hand_over}
 
 
