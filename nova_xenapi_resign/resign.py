@@ -99,6 +99,10 @@ PHASES = ((PHASE_CONTENT, PHASE_TEXT, PHASE_PRECOMMIT), (PHASE_LABEL,),
 #: Written ranges this close are read back in one read (a VHD's header
 #: and its locators lie within a page or two).
 READ_GAP = 4096
+#: Unchanged bytes a run may rewrite to join two writes, as a fraction of
+#: the bytes that change (issue #16's limit on the kernel's written bytes:
+#: at most 1.25 times the changed sectors).
+BRIDGE_SHARE = 0.25
 
 
 # --- identities ---
@@ -686,19 +690,21 @@ def _sectors(writes) -> dict:
     return sectors
 
 
-def _in_place(dev, p: Plan, current=None) -> set:
+def _in_place(dev, p: Plan, current=None) -> dict:
     """Sectors the plan writes once that already hold those bytes.
 
-    Rewriting them changes nothing on disk at any crash point, so they are
-    left out; a sector written twice (an mda header: precommit, then
-    commit) is always written.  ``current``: see :func:`apply`.
+    sector offset -> its bytes.  Rewriting them changes nothing on disk
+    at any crash point, so they are left out (or rewritten only to join
+    two writes, :func:`bridge_runs`); a sector written twice (an mda
+    header: precommit, then commit) is always written.  ``current``: see
+    :func:`apply`.
     """
     counts: dict = {}
     for w in p.writes:
         for i in range(0, len(w.data), device_mod.SECTOR_SIZE):
             counts[w.offset + i] = counts.get(w.offset + i, 0) + 1
     once = _sectors(p.writes)
-    found = set()
+    found = {}
     if current is None:
         current = backup_mod.read_ranges(
             dev, [(w.offset, len(w.data)) for w in p.writes], READ_GAP)
@@ -707,7 +713,7 @@ def _in_place(dev, p: Plan, current=None) -> set:
             sector = offset + i
             if (counts.get(sector) == 1 and once[sector]
                     == data[i:i + device_mod.SECTOR_SIZE]):
-                found.add(sector)
+                found[sector] = once[sector]
     return found
 
 
@@ -732,24 +738,69 @@ def write_runs(writes, skip=frozenset()) -> list[tuple[int, bytes]]:
     return [(offset, b"".join(chunks)) for offset, chunks in runs]
 
 
-def apply(dev, p: Plan, current=None) -> None:
+def bridge_runs(runs, known: dict, budget: int
+                ) -> tuple[list[tuple[int, bytes]], int]:
+    """``runs`` with the smallest gaps of ``known`` sectors filled in.
+
+    Two consecutive runs (plan order) whose gap holds only sectors of
+    ``known`` (sector offset -> the bytes it holds now) become one write:
+    rewriting a sector's own bytes changes nothing at any crash point,
+    and one system call replaces two.  Gaps are filled smallest first
+    while their bytes fit in ``budget``; returns the runs and the budget
+    left.
+    """
+    size = device_mod.SECTOR_SIZE
+    gaps = []
+    for i in range(len(runs) - 1):
+        start = runs[i][0] + len(runs[i][1])
+        end = runs[i + 1][0]
+        if start < end and all(o in known for o in range(start, end, size)):
+            gaps.append((end - start, i))
+    filled = set()
+    for length, i in sorted(gaps):
+        if length > budget:
+            break
+        filled.add(i)
+        budget -= length
+    joined: list[tuple[int, list]] = []
+    for i, (offset, data) in enumerate(runs):
+        if i - 1 in filled:
+            gap_start = runs[i - 1][0] + len(runs[i - 1][1])
+            joined[-1][1].extend(known[o] for o in range(gap_start, offset,
+                                                         size))
+            joined[-1][1].append(data)
+        else:
+            joined.append((offset, [data]))
+    return [(offset, b"".join(parts)) for offset, parts in joined], budget
+
+
+def apply(dev, p: Plan, current=None, join: bool = False) -> None:
     """Write the plan phase by phase, with an fsync after each group.
 
     Within a phase, adjacent writes are merged into runs
     (:func:`write_runs`), and sectors that already hold their bytes are
-    not written again.  ``current`` is what the device holds now, as
-    ``(offset, length, bytes)`` chunks covering every write (the reads of
-    the backup just taken, under the same lock); None reads it.
+    not written again.  ``join`` (a first run: the device is the
+    original) rewrites such sectors to join two nearby runs into one
+    write, the bytes rewritten within :data:`BRIDGE_SHARE` of the bytes
+    that change (:func:`bridge_runs`).  A resumed run never joins: each
+    of its writes then lies within one write of the first run.
+    ``current`` is what the device holds now, as ``(offset, length,
+    bytes)`` chunks covering every write (the reads of the backup just
+    taken, under the same lock); None reads it.
     """
     skip = _in_place(dev, p, current)
+    runs = {phase: write_runs([w for w in p.writes if w.phase == phase],
+                              skip)
+            for group in PHASES for phase in group}
+    budget = int(BRIDGE_SHARE * sum(len(data) for phase_runs in runs.values()
+                                    for _, data in phase_runs)) if join else 0
     for group in PHASES:
         for phase in group:
-            runs = write_runs([w for w in p.writes if w.phase == phase],
-                              skip)
-            for offset, data in runs:
+            joined, budget = bridge_runs(runs[phase], skip, budget)
+            for offset, data in joined:
                 dev.write(offset, data)
             LOG.debug("%s: phase %s written (%d writes)", dev.path, phase,
-                      len(runs))
+                      len(joined))
         dev.fsync()
 
 
@@ -888,7 +939,8 @@ def resign_device(path: str, target_sr_uuid: str,
             LOG.info("%s: resigning %s as %s (%d writes, backup %s)",
                      path, p.source_vg_name, target_vg_name(target_sr_uuid),
                      len(p.writes), b.path)
-            apply(dev, p, current)
+            apply(dev, p, current, join=(insp.state == STATE_ORIGINAL
+                                         and insp.backup is None))
             verify_writes(dev, p)
             # Free the SR model now, by reference counting, so that the
             # collector, back on, does not walk it once before it goes.
