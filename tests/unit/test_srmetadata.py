@@ -229,6 +229,20 @@ class TestEscaping(base.TestCase):
         md = sm.make_metadata(sm.SrInfo(SR, "thick", "nul\x00", ""))
         self.assertRaises(exception.SrMetadataError, sm.render, md)
 
+    def test_xml_char_production_edges(self):
+        # XML 1.0 section 2.2, production [2] Char: #x9 | #xA | #xD |
+        # [#x20-#xD7FF] | [#xE000-#xFFFD] | [#x10000-#x10FFFF].  Each side
+        # of every range boundary, written by hand from the spec.
+        for ch in ("\x08", "\x0b", "\x0c", "\x0e", "\x1f", "\ud800",
+                   "\udfff", "\ufffe", "\uffff"):
+            md = sm.make_metadata(sm.SrInfo(SR, "thick", "a" + ch, ""))
+            self.assertRaises(exception.SrMetadataError, sm.render, md)
+        for ch in ("\t", "\n", "\r", " ", "\ud7ff", "\ue000", "\ufffd",
+                   "\U00010000", "\U0010ffff"):
+            md = sm.make_metadata(sm.SrInfo(SR, "thick", "a" + ch, ""))
+            self.assertIn(("a" + ch).encode("utf-8"), bytes(sm.render(md)),
+                          repr(ch))
+
     def test_sector_b_overflow_refused(self):
         md = sm.make_metadata(sm.SrInfo(SR), [sm.vdi_record(
             0, V1, metadata_of_pool="p" * 500)])
