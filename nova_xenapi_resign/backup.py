@@ -34,9 +34,6 @@ import time
 from nova_xenapi_resign import exception
 from nova_xenapi_resign.lvhd import device as device_mod
 
-#: Ranges as the backup and the resign engine merge them.
-merge_ranges = device_mod.merge_ranges
-
 MAGIC = b"XENAPI-RESIGN-BACKUP 1\n"
 SUFFIX = ".resign-backup"
 
@@ -142,12 +139,12 @@ def read_ranges(dev: device_mod.Device, ranges: Iterable[tuple[int, int]],
                 gap: int = 0) -> list[tuple[int, int, bytes]]:
     """(offset, length, bytes) of the merged ``ranges`` of ``dev``.
 
-    ``gap`` as for :func:`merge_ranges`: reading a few bytes between two
-    nearby ranges costs less than a second read (the kernel reads whole
-    pages anyway).
+    ``gap`` as for :func:`~.lvhd.device.merge_ranges`: reading a few
+    bytes between two nearby ranges costs less than a second read (the
+    kernel reads whole pages anyway).
     """
     return [(offset, length, dev.read(offset, length))
-            for offset, length in merge_ranges(ranges, gap)]
+            for offset, length in device_mod.merge_ranges(ranges, gap)]
 
 
 def write_backup(dev: device_mod.Device, backup_dir: str, *,

@@ -675,7 +675,7 @@ def plan(insp: Inspection, target_sr_uuid: str,
                 source_pv_id=sr.pv_id, new_pv_id=new_pv_id,
                 new_vg_id=new_vg_id, vdi_map=vdi_map, lv_map=lv_map,
                 changes=tuple(changes), writes=tuple(writes),
-                backup_ranges=tuple(backup_mod.merge_ranges(ranges)),
+                backup_ranges=tuple(device_mod.merge_ranges(ranges)),
                 new_text=new_text)
 
 

@@ -30,15 +30,15 @@ class TestBackup(base.TestCase):
 
     def test_merge_ranges(self):
         self.assertEqual([(0, 1536), (4096, 512)],
-                         backup.merge_ranges([(4096, 512), (512, 1024),
+                         device.merge_ranges([(4096, 512), (512, 1024),
                                               (0, 1024)]))
 
     def test_merge_ranges_across_small_gaps(self):
         ranges = [(4096, 512), (512, 1024), (0, 1024), (8192, 512)]
         # 1536 -> 4096 is 2560 bytes apart, 4608 -> 8192 is 3584.
         self.assertEqual([(0, 4608), (8192, 512)],
-                         backup.merge_ranges(ranges, gap=2560))
-        self.assertEqual([(0, 8704)], backup.merge_ranges(ranges, gap=3584))
+                         device.merge_ranges(ranges, gap=2560))
+        self.assertEqual([(0, 8704)], device.merge_ranges(ranges, gap=3584))
 
     def test_path_is_safe(self):
         path = backup.backup_path("/b", "PVID", "a/b c", "f00d")
